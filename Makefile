@@ -1,0 +1,92 @@
+# hugetlb-backed guest_memfd: fetch Linux 7.3, lay the overlay on it, build the
+# test kernel and selftests, boot them under QEMU and run the tests.
+#
+#   make              install packages, fetch, overlay, build kernel + selftests
+#   make check        ... then boot and run every test tier (T=PATTERN: some)
+#   make bench        ... then boot and run the benchmarks
+#   make vm-run CMD=  ... then boot and run CMD in the test VM
+#   make series       export the overlay as a git format-patch series (build/series)
+#   make checkpatch   scripts/checkpatch.pl --strict on our C files and patches
+#
+# See README.md.
+
+TOP      := $(CURDIR)
+BUILD    := $(TOP)/build
+SRC      := $(BUILD)/linux-7.3
+OBJ      := $(BUILD)/obj
+HDR      := $(BUILD)/headers
+KSFT     := $(BUILD)/selftests
+FRAGMENT := $(TOP)/config/test.config
+JOBS     ?= $(shell nproc)
+KMAKE    := $(MAKE) -s -C $(SRC) O=$(OBJ) CC="ccache gcc" -j$(JOBS)
+BZIMAGE  := $(OBJ)/arch/x86/boot/bzImage
+
+# ccache keys on paths relative to the checkout, so another clone of this
+# repository (CI's) reuses the objects a developer's build cached.
+export CCACHE_BASEDIR := $(TOP)
+export CCACHE_NOHASHDIR := 1
+
+.PHONY: all deps fetch overlay config kernel headers selftests check bench \
+	vm-run series checkpatch clean distclean
+
+all: kernel selftests
+	@echo "Built on Linux $$(cat $(BUILD)/kernelrelease) (Debian linux-source-7.3, $$(cd $(SRC) && git log -1 --format=%s v7.3 | sed 's/.*(Debian \(.*\))/\1/'))"
+
+deps:
+	@bash scripts/deps.sh
+
+fetch: deps
+	@bash scripts/fetch-kernel.sh
+
+overlay: fetch
+	@bash scripts/overlay.sh apply
+
+# Regenerated when the fragment or the overlay (which may change Kconfig)
+# changes; scripts/mkconfig.sh fails if an option of the fragment is dropped.
+config: overlay
+	@key="$$(sha1sum $(FRAGMENT) scripts/mkconfig.sh | sha1sum) $$(git -C $(SRC) rev-parse HEAD)"; \
+	if [ ! -f $(OBJ)/.config ] || [ "$$(cat $(OBJ)/.config.key 2>/dev/null)" != "$$key" ]; then \
+		echo "config: tinyconfig + $(notdir $(FRAGMENT))"; \
+		bash scripts/mkconfig.sh $(SRC) $(OBJ) $(FRAGMENT) && echo "$$key" > $(OBJ)/.config.key; \
+	fi
+
+kernel: config
+	@echo "kernel: building bzImage (first build ~7 min, incremental < 1 min)"
+	@$(KMAKE) bzImage
+	@$(KMAKE) kernelrelease > $(BUILD)/kernelrelease
+
+# The patched tree's uAPI headers, for the selftests and for outside programs.
+headers: overlay
+	@$(MAKE) -s -C $(SRC) O=$(OBJ) INSTALL_HDR_PATH=$(HDR) headers_install
+
+selftests: headers
+	@echo "selftests: building the KVM selftests (static)"
+	@$(MAKE) -s -C $(SRC)/tools/testing/selftests/kvm -j$(JOBS) OUTPUT=$(KSFT) \
+		KHDR_INCLUDES="-isystem $(HDR)/include" EXTRA_CFLAGS=-static >$(BUILD)/selftests.log 2>&1 \
+		|| { tail -n 40 $(BUILD)/selftests.log; exit 1; }
+
+check: all
+	@bash scripts/check.sh
+
+$(BUILD)/bench/gmem_caps: bench/gmem_caps.c headers
+	@mkdir -p $(dir $@)
+	@gcc -static -O2 -Wall -isystem $(HDR)/include -o $@ $<
+
+bench: all $(BUILD)/bench/gmem_caps
+	@bash scripts/vm-run.sh 'sh bench/caps.sh'
+
+vm-run: all
+	@bash scripts/vm-run.sh '$(CMD)'
+
+series: overlay
+	@bash scripts/overlay.sh series $(BUILD)/series
+	@bash scripts/check-series.sh $(BUILD)/series
+
+checkpatch: overlay
+	@bash scripts/checkpatch.sh
+
+clean:
+	rm -rf $(OBJ) $(KSFT) $(HDR) $(BUILD)/check $(BUILD)/vm $(BUILD)/series
+
+distclean:
+	rm -rf $(BUILD)

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Print what guest_memfd support the running kernel's KVM reports: the
+ * capabilities a VMM probes before it creates a guest_memfd, on /dev/kvm and
+ * on a VM of each type that supports guest_memfd.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+#include <linux/kvm.h>
+
+struct cap {
+	const char *name;
+	long nr;
+};
+
+static const struct cap caps[] = {
+	{ "KVM_CAP_GUEST_MEMFD", KVM_CAP_GUEST_MEMFD },
+	{ "KVM_CAP_GUEST_MEMFD_FLAGS", KVM_CAP_GUEST_MEMFD_FLAGS },
+	{ "KVM_CAP_MEMORY_ATTRIBUTES", KVM_CAP_MEMORY_ATTRIBUTES },
+	{ "KVM_CAP_VM_TYPES", KVM_CAP_VM_TYPES },
+};
+
+static const struct {
+	const char *name;
+	unsigned long type;
+} vm_types[] = {
+	{ "KVM_X86_DEFAULT_VM", KVM_X86_DEFAULT_VM },
+	{ "KVM_X86_SW_PROTECTED_VM", KVM_X86_SW_PROTECTED_VM },
+};
+
+static void print_caps(const char *what, int fd)
+{
+	unsigned int i;
+
+	printf("%s:\n", what);
+	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+		printf("  %-28s %#x\n", caps[i].name,
+		       ioctl(fd, KVM_CHECK_EXTENSION, caps[i].nr));
+}
+
+int main(void)
+{
+	unsigned int i;
+	int kvm, vm;
+
+	kvm = open("/dev/kvm", O_RDWR);
+	if (kvm < 0) {
+		perror("open /dev/kvm");
+		return 1;
+	}
+	print_caps("/dev/kvm", kvm);
+	for (i = 0; i < sizeof(vm_types) / sizeof(vm_types[0]); i++) {
+		char what[64];
+
+		vm = ioctl(kvm, KVM_CREATE_VM, vm_types[i].type);
+		if (vm < 0) {
+			printf("%s: KVM_CREATE_VM failed: %s\n", vm_types[i].name,
+			       strerror(errno));
+			continue;
+		}
+		snprintf(what, sizeof(what), "VM of type %s", vm_types[i].name);
+		print_caps(what, vm);
+		close(vm);
+	}
+	close(kvm);
+	return 0;
+}

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# `make check`: boot the test kernel once, run the KUnit suites built into it
+# (results read from the boot log with the tree's kunit.py parse) and the
+# selftests of tests.list, check the kernel log for splats, and print one
+# summary line "N passed, N failed, N skipped". Exits non-zero on any failure,
+# including a guest that hangs (killed at the timeout) or crashes.
+#
+# T=PATTERN runs only the selftests whose name matches the shell pattern, and
+# only the KUnit tests matching it as a kunit.filter_glob.
+set -uo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+tree=$top/build/linux-7.3
+out=$top/build/check
+filter=${T:-}
+list=$top/tests.list
+
+# Guest time budget: every test's own timeout, plus boot and KUnit.
+budget=240
+while read -r name tmo _; do
+	case "$name" in ''|'#'*) continue ;; esac
+	[ -n "$filter" ] && case "$name" in $filter) ;; *) continue ;; esac
+	budget=$((budget + tmo))
+done <"$list"
+
+extra=
+[ -n "$filter" ] && extra="kunit.filter_glob=$filter"
+echo "check: booting the test kernel ($(cat "$top/build/kernelrelease" 2>/dev/null)); guest time limit ${budget}s"
+OUT=$out TIMEOUT=$budget CMDLINE_EXTRA=$extra "$top/scripts/vm-run.sh" \
+	"sh scripts/guest/run-tests.sh tests.list build/selftests /mnt/out '$filter'"
+vm_rc=$?
+
+pass=() fail=() skip=()
+
+# Selftests: one result line each; a test with no line did not get to run.
+while read -r name _; do
+	case "$name" in ''|'#'*) continue ;; esac
+	[ -n "$filter" ] && case "$name" in $filter) ;; *) continue ;; esac
+	line=$(grep -E "^(pass|fail|skip) $name( |\$)" "$out/results" 2>/dev/null | head -n 1)
+	# A binary that passes may still have skipped some of its cases (TAP
+	# "ok N case # SKIP why"): list each, so no skip goes unnoticed.
+	while IFS= read -r sub; do
+		skip+=("$name/$sub")
+	done < <(sed -n 's/^ok [0-9]* \(.*\) # SKIP *\(.*\)$/\1: \2/p' "$out/tests/$name.log" 2>/dev/null)
+	case "$line" in
+	pass*) pass+=("$name") ;;
+	skip*) skip+=("$name: ${line#skip "$name" }") ;;
+	fail*) fail+=("$name: ${line#fail "$name" }") ;;
+	*) fail+=("$name: no result (guest stopped before it ran, vm-run exit $vm_rc)") ;;
+	esac
+done <"$list"
+
+# KUnit: every test case of every suite in the boot log.
+log=$out/console.log
+if [ -s "$log" ]; then
+	python3 "$tree/tools/testing/kunit/kunit.py" parse --json="$out/kunit.json" \
+		<"$log" >"$out/kunit.txt" 2>&1
+	while IFS=$'\t' read -r status name; do
+		case "$status" in
+		PASS) pass+=("kunit:$name") ;;
+		SKIP) skip+=("kunit:$name: skipped") ;;
+		*) fail+=("kunit:$name: $status") ;;
+		esac
+	done < <(python3 - "$out/kunit.json" <<'PY'
+import json, sys
+try:
+    root = json.load(open(sys.argv[1]))
+except Exception:
+    sys.exit(0)
+def walk(group, prefix):
+    for case in group.get("test_cases", []):
+        print(f"{case['status']}\t{prefix}{case['name']}")
+    for sub in group.get("sub_groups", []):
+        walk(sub, f"{prefix}{sub['name']}.")
+for suite in root.get("sub_groups", []):
+    walk(suite, f"{suite['name']}.")
+PY
+)
+	if [ -z "$filter" ] && ! grep -q 'KTAP version' "$log"; then
+		fail+=("kunit: no KTAP output in the boot log")
+	fi
+fi
+
+# Kernel log: any warning, bug, lockdep report or sleep-in-atomic fails the run.
+splat_re='WARNING:|BUG:|Oops|general protection fault|Kernel panic|possible circular locking|possible recursive locking|inconsistent lock state|lock held when returning|suspicious RCU usage|sleeping function called from invalid context|INFO: task .* blocked|hung_task|UBSAN:|KASAN:|kernel BUG|Call Trace:|unreferenced object'
+if [ -s "$log" ]; then
+	if grep -qE "$splat_re" "$log"; then
+		n=$(grep -cE "$splat_re" "$log")
+		fail+=("kernel-log: $n splat line(s) in $log")
+		echo "check: kernel log splat(s):"
+		grep -nE -A 25 "$splat_re" "$log" | head -n 80 | sed 's/^/    /'
+	else
+		pass+=("kernel-log")
+	fi
+else
+	fail+=("kernel-log: the guest left no console log")
+fi
+
+echo
+for t in ${pass[@]+"${pass[@]}"}; do echo "PASS $t"; done
+for t in ${skip[@]+"${skip[@]}"}; do echo "SKIP $t"; done
+for t in ${fail[@]+"${fail[@]}"}; do echo "FAIL $t"; done
+echo "${#pass[@]} passed, ${#fail[@]} failed, ${#skip[@]} skipped"
+[ ${#fail[@]} -eq 0 ] && [ ${#pass[@]} -gt 0 ]

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# scripts/checkpatch.pl --strict on the project's C files and on its patches.
+set -uo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+cp=$top/build/linux-7.3/scripts/checkpatch.pl
+cd "$top"
+rc=0
+files=$(git ls-files -co --exclude-standard -- '*.c' '*.h' | grep -v '^bench/')
+# shellcheck disable=SC2086
+perl "$cp" --no-tree --strict --terse -f $files || rc=1
+for p in $(grep -v '^\s*\(#\|$\)' patches/series); do
+	perl "$cp" --no-tree --strict --terse "patches/$p" || rc=1
+done
+exit $rc

@@ -1,0 +1,50 @@
+#!/bin/sh
+# Runs in the test VM: each test of tests.list (or only those whose name
+# matches the T pattern) with its own timeout. Writes one line per test to
+# $OUT/results ("pass NAME", "fail NAME why" or "skip NAME why") and each
+# test's output to $OUT/tests/NAME.log; prints progress on the console.
+# Usage: run-tests.sh LIST BINDIR OUT [T]
+list=$1 bindir=$2 out=$3 filter=${4:-}
+
+mkdir -p "$out/tests"
+: >"$out/results"
+pool() {
+	for d in /sys/kernel/mm/hugepages/hugepages-*; do
+		printf '%s free=%s rsvd=%s surp=%s ' "${d##*-}" \
+			"$(cat "$d/free_hugepages")" "$(cat "$d/resv_hugepages")" \
+			"$(cat "$d/surplus_hugepages")"
+	done
+}
+
+grep -v '^[[:space:]]*\(#\|$\)' "$list" | while read -r name tmo bin args; do
+	if [ -n "$filter" ]; then
+		case "$name" in $filter) ;; *) continue ;; esac
+	fi
+	log=$out/tests/$name.log
+	before=$(pool)
+	start=$(date +%s)
+	echo "=== $name"
+	# shellcheck disable=SC2086
+	(cd "$bindir" && timeout -s KILL "$tmo" "./$bin" $args) >"$log" 2>&1 </dev/null
+	rc=$?
+	secs=$(($(date +%s) - start))
+	after=$(pool)
+	if [ $rc -eq 0 ] && [ "$before" != "$after" ]; then
+		echo "hugetlb pool before: $before" >>"$log"
+		echo "hugetlb pool after:  $after" >>"$log"
+		line="fail $name hugetlb pool counts changed: before [$before] after [$after]"
+	elif [ $rc -eq 0 ]; then
+		line="pass $name"
+	elif [ $rc -eq 4 ]; then
+		why=$(grep -m1 -i 'skip' "$log" | cut -c1-200)
+		line="skip $name ${why:-exit status 4 (KSFT_SKIP)}"
+	elif [ $rc -eq 137 ]; then
+		line="fail $name killed after the ${tmo}s timeout"
+	else
+		line="fail $name exit status $rc"
+	fi
+	echo "$line" >>"$out/results"
+	echo "$line (${secs}s)"
+	case "$line" in fail*) tail -n 20 "$log" | sed 's/^/    /' ;; esac
+done
+exit 0
