@@ -44,7 +44,7 @@ overlay: fetch
 # Regenerated when the fragment or the overlay (which may change Kconfig)
 # changes; scripts/mkconfig.sh fails if an option of the fragment is dropped.
 config: overlay
-	@key="$$(sha1sum $(FRAGMENT) scripts/mkconfig.sh | sha1sum) $$(git -C $(SRC) rev-parse HEAD)"; \
+	@key="$$( (cat $(FRAGMENT) scripts/mkconfig.sh; git -C $(SRC) ls-tree -r HEAD | grep -E "Kconfig") | sha1sum)"; \
 	if [ ! -f $(OBJ)/.config ] || [ "$$(cat $(OBJ)/.config.key 2>/dev/null)" != "$$key" ]; then \
 		echo "config: tinyconfig + $(notdir $(FRAGMENT))"; \
 		bash scripts/mkconfig.sh $(SRC) $(OBJ) $(FRAGMENT) && echo "$$key" > $(OBJ)/.config.key; \

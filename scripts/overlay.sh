@@ -51,13 +51,13 @@ printf '%s\n' "$claims" | while read -r f p; do
 done
 
 git_tree() { git -C "$tree" "$@"; }
-export GIT_INDEX_FILE=$top/build/overlay.index
-rm -f "$GIT_INDEX_FILE"
-trap 'rm -f "$GIT_INDEX_FILE"' EXIT
+index=$top/build/overlay.index
+work=$(mktemp -d)
+trap 'rm -f "$index"; rm -rf "$work"' EXIT
+export GIT_INDEX_FILE=$index
+rm -f "$index"
 git_tree read-tree v7.3
 
-work=$(mktemp -d)
-trap 'rm -f "$GIT_INDEX_FILE"; rm -rf "$work"' EXIT
 commit=$(git_tree rev-parse v7.3)
 i=0
 for p in ${patches[@]+"${patches[@]}"}; do

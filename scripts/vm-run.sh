@@ -43,7 +43,7 @@ mkdir -p "$out"
 out=$(realpath "$out")
 printf '%s\n' "$cmd" >"$out/cmd.sh"
 
-append="console=ttyS0 panic=-1 oops=panic loglevel=4 log_buf_len=16M"
+append="console=ttyS0 panic=-1 oops=panic log_buf_len=16M"
 append+=" default_hugepagesz=2M hugepagesz=2M hugepages=${HUGEPAGES_2M:-128}"
 append+=" hugepagesz=1G hugepages=${HUGEPAGES_1G:-2}"
 append+=" ${CMDLINE_EXTRA:-}"
