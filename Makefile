@@ -82,7 +82,7 @@ series: overlay
 	@bash scripts/overlay.sh series $(BUILD)/series
 	@bash scripts/check-series.sh $(BUILD)/series
 
-checkpatch: overlay
+checkpatch: series
 	@bash scripts/checkpatch.sh
 
 clean:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# scripts/checkpatch.pl --strict on the project's C files and on its patches.
+# scripts/checkpatch.pl --strict on the project's C files and on the exported
+# series (build/series, written by make series).
 set -uo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 cp=$top/build/linux-7.3/scripts/checkpatch.pl
@@ -8,7 +9,9 @@ rc=0
 files=$(git ls-files -co --exclude-standard -- '*.c' '*.h' | grep -v '^bench/')
 # shellcheck disable=SC2086
 perl "$cp" --no-tree --strict --terse -f $files || rc=1
-for p in $(grep -v '^\s*\(#\|$\)' patches/series); do
-	perl "$cp" --no-tree --strict --terse "patches/$p" || rc=1
+# The exported series (make series): commit messages and every hunk.
+for p in "$top"/build/series/*.patch; do
+	[ -f "$p" ] || continue
+	perl "$cp" --no-tree --strict --terse "$p" || rc=1
 done
 exit $rc

@@ -22,6 +22,7 @@ OVERLAY_DIRS=(Documentation arch include mm tools virt)
 mode=${1:-apply}
 
 die() { echo "overlay: ERROR: $*" >&2; exit 1; }
+trap 'echo "overlay: ERROR: $BASH_COMMAND failed (line $LINENO)" >&2' ERR
 
 [ -d "$tree/.git" ] || die "no kernel tree at $tree (run scripts/fetch-kernel.sh)"
 cd "$top"
@@ -62,7 +63,7 @@ commit=$(git_tree rev-parse v7.3)
 i=0
 for p in ${patches[@]+"${patches[@]}"}; do
 	i=$((i + 1))
-	git mailinfo -k "$work/msg" "$work/diff" <"patches/$p" >"$work/info"
+	git mailinfo "$work/msg" "$work/diff" <"patches/$p" >"$work/info"
 	subject=$(sed -n 's/^Subject: //p' "$work/info")
 	author=$(sed -n 's/^Author: //p' "$work/info")
 	email=$(sed -n 's/^Email: //p' "$work/info")
@@ -84,7 +85,7 @@ for p in ${patches[@]+"${patches[@]}"}; do
 	{
 		echo "$subject"
 		echo
-		grep -v '^Overlay:' "$work/msg" | cat -s
+		{ grep -v '^Overlay:' "$work/msg" || true; } | cat -s
 	} >"$work/commitmsg"
 	# Fixed dates: the same overlay gives the same commit ids.
 	commit=$(GIT_AUTHOR_NAME=$author GIT_AUTHOR_EMAIL=$email GIT_COMMITTER_NAME=$author \
