@@ -6,11 +6,34 @@
  * hugetlb pool of that size, the same pools hugetlbfs uses, so the sizes a
  * VMM may ask for are exactly the registered hstates (hugepagesz= on the
  * kernel command line, or the architecture's defaults).
+ *
+ * Accounting follows hugetlbfs: each file has a hugepage subpool whose
+ * minimum and maximum are the file's size in huge pages, so the whole file is
+ * reserved in the pool when it is created (or creation fails with -ENOMEM),
+ * a folio allocated for the file consumes one of those reservations, and a
+ * folio freed (punch hole, last close) gives it back to the file. When the
+ * file goes away, so does the subpool and what is left of its reservation.
+ * The pool counters (free, reserved, surplus) therefore stay exact at every
+ * step, as they do for a hugetlbfs file with a min_size mount.
+ *
+ * Folios are zeroed when they leave the pool, before they are added to the
+ * file, so nobody sees what a previous user left in them. They are not
+ * touched page by page afterwards, so HVO (the freed vmemmap of their tail
+ * struct pages) stays in effect.
  */
 #include <linux/bits.h>
 #include <linux/export.h>
 #include <linux/guest_memfd.h>
 #include <linux/hugetlb.h>
+#include <linux/kvm_types.h>
+#include <linux/pagemap.h>
+#include <linux/slab.h>
+#include <kunit/visibility.h>
+
+struct gmem_hugetlb {
+	struct hstate *h;
+	struct hugepage_subpool *spool;
+};
 
 /**
  * gmem_hugetlb_hstate() - The hugetlb pool backing a guest_memfd page size.
@@ -29,7 +52,7 @@ struct hstate *gmem_hugetlb_hstate(unsigned int size_log2)
 		return NULL;
 	return hstate_sizelog(size_log2);
 }
-EXPORT_SYMBOL_GPL(gmem_hugetlb_hstate);
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_hstate);
 
 /**
  * gmem_hugetlb_supported_sizes() - The page sizes a guest_memfd can use.
@@ -46,4 +69,156 @@ u64 gmem_hugetlb_supported_sizes(void)
 		sizes |= BIT_ULL(huge_page_shift(h));
 	return sizes;
 }
-EXPORT_SYMBOL_GPL(gmem_hugetlb_supported_sizes);
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_supported_sizes);
+
+/**
+ * gmem_hugetlb_create() - Reserve the huge pages of a new guest_memfd file.
+ * @size_log2: log2 of the huge page size in bytes.
+ * @size: the file's size in bytes.
+ *
+ * Reserves size / 2^@size_log2 pages of the pool in a subpool that belongs to
+ * the file. Nothing is allocated yet.
+ *
+ * Return: the file's hugetlb backing, ERR_PTR(-EINVAL) if there is no pool of
+ * that size or @size is not a multiple of it, ERR_PTR(-ENOMEM) if the pool
+ * cannot reserve the whole file (the pool is then left as it was).
+ */
+struct gmem_hugetlb *gmem_hugetlb_create(unsigned int size_log2, loff_t size)
+{
+	struct hstate *h = gmem_hugetlb_hstate(size_log2);
+	struct gmem_hugetlb *gh;
+	long nr_pages;
+
+	if (!h || size <= 0 || !IS_ALIGNED(size, huge_page_size(h)))
+		return ERR_PTR(-EINVAL);
+	nr_pages = size >> huge_page_shift(h);
+
+	gh = kzalloc_obj(*gh);
+	if (!gh)
+		return ERR_PTR(-ENOMEM);
+
+	gh->h = h;
+	gh->spool = hugepage_new_subpool(h, nr_pages, nr_pages);
+	if (!gh->spool) {
+		kfree(gh);
+		return ERR_PTR(-ENOMEM);
+	}
+	return gh;
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_create);
+
+/**
+ * gmem_hugetlb_destroy() - Drop a guest_memfd file's hugetlb backing.
+ * @gh: what gmem_hugetlb_create() returned, or NULL.
+ *
+ * Called when the file's inode is destroyed, after its folios were removed
+ * from the page cache. The reservation of the pages that are free goes back
+ * to the pool now; a folio that is still referenced elsewhere keeps the
+ * subpool alive and gives its page back when it is freed.
+ */
+void gmem_hugetlb_destroy(struct gmem_hugetlb *gh)
+{
+	if (!gh)
+		return;
+	hugepage_put_subpool(gh->spool);
+	kfree(gh);
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_destroy);
+
+/**
+ * gmem_hugetlb_order() - The order of a guest_memfd file's folios.
+ * @gh: the file's hugetlb backing.
+ *
+ * Return: log2 of the number of base pages in each of the file's folios.
+ */
+unsigned int gmem_hugetlb_order(const struct gmem_hugetlb *gh)
+{
+	return huge_page_order(gh->h);
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_order);
+
+/*
+ * Take one huge page from the file's reservation: a zeroed, up-to-date folio
+ * with one reference, charged to the file's subpool so that freeing it
+ * returns the page to the file's reservation.
+ */
+VISIBLE_IF_KUNIT struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh)
+{
+	struct hstate *h = gh->h;
+	struct folio *folio;
+	long ret;
+
+	/*
+	 * 0: the page comes out of the subpool's own reservation. The subpool
+	 * reserves the whole file and each index is allocated once, so
+	 * anything else is a bug.
+	 */
+	ret = hugepage_subpool_get_pages(gh->spool, 1);
+	if (ret < 0)
+		return ERR_PTR(-ENOMEM);
+	if (WARN_ON_ONCE(ret > 0)) {
+		hugepage_subpool_put_pages(gh->spool, 1);
+		return ERR_PTR(-ENOMEM);
+	}
+
+	folio = alloc_hugetlb_folio_reserve(h, numa_node_id(), NULL,
+					    htlb_alloc_mask(h) & ~(__GFP_HIGHMEM | __GFP_MOVABLE));
+	if (!folio) {
+		hugepage_subpool_put_pages(gh->spool, 1);
+		return ERR_PTR(-ENOMEM);
+	}
+	hugetlb_set_folio_subpool(folio, gh->spool);
+
+	folio_zero_user(folio, 0);
+	__folio_mark_uptodate(folio);
+	return folio;
+}
+EXPORT_SYMBOL_IF_KUNIT(gmem_hugetlb_alloc_folio);
+
+/**
+ * gmem_hugetlb_get_folio() - Find or allocate the folio covering an index.
+ * @gh: the file's hugetlb backing.
+ * @mapping: the file's page cache.
+ * @index: a page index in the file.
+ *
+ * Concurrent calls for indices inside one huge page are serialised on the
+ * huge-aligned index (the hugetlb fault mutex), so the page is allocated once
+ * and nobody fails spuriously because another thread holds the reservation.
+ *
+ * Return: the locked folio that covers @index, with a reference, or
+ * ERR_PTR(-ENOMEM) if no page could be taken from the pool.
+ */
+struct folio *gmem_hugetlb_get_folio(struct gmem_hugetlb *gh,
+				     struct address_space *mapping,
+				     pgoff_t index)
+{
+	unsigned int order = huge_page_order(gh->h);
+	pgoff_t huge_index = index >> order;
+	struct folio *folio;
+	u32 hash;
+	int err;
+
+	hash = hugetlb_fault_mutex_hash(mapping, huge_index);
+	mutex_lock(&hugetlb_fault_mutex_table[hash]);
+
+	folio = filemap_lock_folio(mapping, index);
+	if (!IS_ERR(folio))
+		goto out;
+
+	folio = gmem_hugetlb_alloc_folio(gh);
+	if (IS_ERR(folio))
+		goto out;
+
+	__folio_set_locked(folio);
+	err = __filemap_add_folio(mapping, folio, huge_index << order,
+				  GFP_KERNEL, NULL);
+	if (err) {
+		__folio_clear_locked(folio);
+		folio_put(folio);
+		folio = ERR_PTR(err);
+	}
+out:
+	mutex_unlock(&hugetlb_fault_mutex_table[hash]);
+	return folio;
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_get_folio);

@@ -7,13 +7,28 @@
 #ifndef _LINUX_GUEST_MEMFD_H
 #define _LINUX_GUEST_MEMFD_H
 
+#include <linux/err.h>
 #include <linux/types.h>
 
+struct address_space;
+struct folio;
 struct hstate;
+
+/* The hugetlb backing of one guest_memfd inode: its pool and reservation. */
+struct gmem_hugetlb;
 
 #ifdef CONFIG_GUEST_MEMFD_HUGETLB
 struct hstate *gmem_hugetlb_hstate(unsigned int size_log2);
 u64 gmem_hugetlb_supported_sizes(void);
+struct gmem_hugetlb *gmem_hugetlb_create(unsigned int size_log2, loff_t size);
+void gmem_hugetlb_destroy(struct gmem_hugetlb *gh);
+unsigned int gmem_hugetlb_order(const struct gmem_hugetlb *gh);
+struct folio *gmem_hugetlb_get_folio(struct gmem_hugetlb *gh,
+				     struct address_space *mapping,
+				     pgoff_t index);
+#if IS_ENABLED(CONFIG_KUNIT)
+struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh);
+#endif
 #else
 static inline struct hstate *gmem_hugetlb_hstate(unsigned int size_log2)
 {
@@ -23,6 +38,28 @@ static inline struct hstate *gmem_hugetlb_hstate(unsigned int size_log2)
 static inline u64 gmem_hugetlb_supported_sizes(void)
 {
 	return 0;
+}
+
+static inline struct gmem_hugetlb *gmem_hugetlb_create(unsigned int size_log2,
+						       loff_t size)
+{
+	return ERR_PTR(-EINVAL);
+}
+
+static inline void gmem_hugetlb_destroy(struct gmem_hugetlb *gh)
+{
+}
+
+static inline unsigned int gmem_hugetlb_order(const struct gmem_hugetlb *gh)
+{
+	return 0;
+}
+
+static inline struct folio *gmem_hugetlb_get_folio(struct gmem_hugetlb *gh,
+						   struct address_space *mapping,
+						   pgoff_t index)
+{
+	return ERR_PTR(-EINVAL);
 }
 #endif /* CONFIG_GUEST_MEMFD_HUGETLB */
 

@@ -1,21 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * guest_memfd page sizes, seen from a guest.
+ * guest_memfd backed by hugetlb pages (GUEST_MEMFD_FLAG_HUGE_PAGES).
  *
- * A guest writes every 4K page of a region backed by guest_memfd, the bytes
- * are read back (by the host through mmap when the memory is shared, by the
- * guest when it is private), KVM's binary stats show the mapping level it
- * used, and the hugetlb pool counts are exactly where they started.
+ * The uAPI: the capability that reports the huge page sizes, and every
+ * creation error, each of which must leave the hugetlb pools as they were.
  *
- * The variants are a table of (VM type, guest_memfd flags); the page-size
- * variants extend it. Order-0 guest_memfd is the baseline: it never takes
- * from the hugetlb pools and KVM maps it with 4K mappings only.
+ * Then a table of variants, (VM type, guest_memfd flags, page size): a guest
+ * writes every 4K page of a region backed by the file, the bytes are read
+ * back (by the host through mmap when the memory is shared, by the guest when
+ * it is private), KVM's binary stats show the mapping level it used, and the
+ * hugetlb pool counts are exact at every step: reserved at creation, used
+ * when touched, given back on punch hole and on close. Order-0 guest_memfd is
+ * the baseline: it never takes from the pools and is mapped at 4K only.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 
+#include <linux/falloc.h>
 #include <linux/sizes.h>
 
 #include "kvm_util.h"
@@ -26,7 +30,6 @@
 
 #define DATA_SLOT	10
 #define DATA_GPA	SZ_4G
-#define DATA_SIZE	SZ_64M
 #define MAX_POOLS	8
 
 struct hugetlb_pool {
@@ -75,7 +78,12 @@ static void read_hugetlb_pools(struct hugetlb_pools *pools)
 	closedir(dir);
 }
 
-static void assert_hugetlb_pools_unchanged(const struct hugetlb_pools *before)
+/*
+ * Every pool is as in @before, but the pool of @page_shift pages, whose free
+ * and reserved counts moved by @dfree and @dresv.
+ */
+static void assert_pools(const struct hugetlb_pools *before,
+			 unsigned int page_shift, long dfree, long dresv)
 {
 	struct hugetlb_pools now;
 	int i, j;
@@ -84,17 +92,38 @@ static void assert_hugetlb_pools_unchanged(const struct hugetlb_pools *before)
 	TEST_ASSERT_EQ(now.nr, before->nr);
 	for (i = 0; i < now.nr; i++) {
 		const struct hugetlb_pool *a = &now.pool[i], *b = NULL;
+		bool this_size = a->kb << 10 == 1ul << page_shift;
+		long df = this_size ? dfree : 0, dr = this_size ? dresv : 0;
 
 		for (j = 0; j < before->nr; j++)
 			if (before->pool[j].kb == a->kb)
 				b = &before->pool[j];
 		TEST_ASSERT(b, "hugetlb pool of %lukB appeared", a->kb);
-		TEST_ASSERT(a->free == b->free && a->resv == b->resv &&
+		TEST_ASSERT(a->free == b->free + df && a->resv == b->resv + dr &&
 			    a->surplus == b->surplus,
-			    "%lukB pool changed: free %lu -> %lu, resv %lu -> %lu, surplus %lu -> %lu",
-			    a->kb, b->free, a->free, b->resv, a->resv,
+			    "%lukB pool: free %lu -> %lu (expected %+ld), resv %lu -> %lu (expected %+ld), surplus %lu -> %lu",
+			    a->kb, b->free, a->free, df, b->resv, a->resv, dr,
 			    b->surplus, a->surplus);
 	}
+}
+
+static unsigned long pool_free_pages(unsigned int page_shift)
+{
+	char dir[64];
+
+	snprintf(dir, sizeof(dir), "hugepages-%lukB", (1ul << page_shift) >> 10);
+	return read_pool_count(dir, "free_hugepages") - read_pool_count(dir, "resv_hugepages");
+}
+
+static int __gmem_create(struct kvm_vm *vm, u64 size, u64 flags, u8 size_log2)
+{
+	struct kvm_create_guest_memfd args = {
+		.size = size,
+		.flags = flags,
+		.huge_page_size_log2 = size_log2,
+	};
+
+	return __vm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args);
 }
 
 static u64 page_pattern(u64 offset)
@@ -130,10 +159,113 @@ static void run_until(struct kvm_vcpu *vcpu, u64 ucall)
 	}
 }
 
+static bool vm_type_supported(unsigned long vm_type)
+{
+	return vm_type == VM_TYPE_DEFAULT ||
+	       (kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(vm_type));
+}
+
+/* The capability names exactly the hugetlb pools (up to 1G, bit 30). */
+TEST(huge_page_sizes_capability)
+{
+	u32 sizes = kvm_check_cap(KVM_CAP_GUEST_MEMFD_HUGE_PAGE_SIZES);
+	struct hugetlb_pools pools;
+	unsigned long expected = 0;
+	struct kvm_vm *vm;
+	int i;
+
+	read_hugetlb_pools(&pools);
+	for (i = 0; i < pools.nr; i++) {
+		int shift = __builtin_ctzl(pools.pool[i].kb << 10);
+
+		if (shift <= 30)
+			expected |= BIT(shift);
+	}
+	TEST_ASSERT_EQ(sizes, expected);
+	TEST_ASSERT(sizes & BIT(21), "2M pages are expected on x86");
+	TEST_ASSERT(kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS) & GUEST_MEMFD_FLAG_HUGE_PAGES,
+		    "KVM_CAP_GUEST_MEMFD_FLAGS lacks GUEST_MEMFD_FLAG_HUGE_PAGES");
+
+	vm = vm_create_barebones();
+	TEST_ASSERT_EQ(vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_HUGE_PAGE_SIZES), sizes);
+	TEST_ASSERT(vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_FLAGS) & GUEST_MEMFD_FLAG_HUGE_PAGES,
+		    "a default VM does not offer GUEST_MEMFD_FLAG_HUGE_PAGES");
+	kvm_vm_free(vm);
+}
+
+/* Each bad request fails with its errno and leaves the pools as they were. */
+TEST(creation_errors)
+{
+	const u64 huge = GUEST_MEMFD_FLAG_HUGE_PAGES;
+	struct kvm_create_guest_memfd args;
+	struct hugetlb_pools pools;
+	struct kvm_vm *vm;
+	unsigned long spare;
+
+	vm = vm_create_barebones();
+	read_hugetlb_pools(&pools);
+
+#define EXPECT_CREATE_ERRNO(err, size, flags, log2) do {			\
+	int __fd = __gmem_create(vm, size, flags, log2);			\
+										\
+	TEST_ASSERT(__fd < 0 && errno == (err),					\
+		    "size %#llx flags %#llx log2 %u: expected errno %d, got fd %d errno %d", \
+		    (unsigned long long)(size), (unsigned long long)(flags),	\
+		    (unsigned int)(log2), err, __fd, errno);			\
+	assert_pools(&pools, 0, 0, 0);						\
+} while (0)
+
+	/* The flag without a size, a size without the flag. */
+	EXPECT_CREATE_ERRNO(EINVAL, SZ_2M, huge, 0);
+	EXPECT_CREATE_ERRNO(EINVAL, SZ_2M, 0, 21);
+	EXPECT_CREATE_ERRNO(EINVAL, SZ_2M, GUEST_MEMFD_FLAG_MMAP, 21);
+	/* Sizes with no hugetlb pool. */
+	EXPECT_CREATE_ERRNO(EINVAL, SZ_4M, huge, 12);
+	EXPECT_CREATE_ERRNO(EINVAL, SZ_4M, huge, 22);
+	EXPECT_CREATE_ERRNO(EINVAL, SZ_4M, huge, 31);
+	EXPECT_CREATE_ERRNO(EINVAL, SZ_4M, huge, 63);
+	EXPECT_CREATE_ERRNO(EINVAL, SZ_4M, huge, 255);
+	/* A file size that is not whole huge pages. */
+	EXPECT_CREATE_ERRNO(EINVAL, SZ_2M + SZ_4K, huge, 21);
+	EXPECT_CREATE_ERRNO(EINVAL, SZ_4K, huge, 21);
+	EXPECT_CREATE_ERRNO(EINVAL, SZ_1G - SZ_2M, huge, 30);
+	/* Unknown flags. */
+	EXPECT_CREATE_ERRNO(EINVAL, SZ_2M, huge | BIT_ULL(4), 21);
+	EXPECT_CREATE_ERRNO(EINVAL, SZ_2M, huge | BIT_ULL(63), 21);
+
+	/* Non-zero padding or reserved bytes. */
+	memset(&args, 0, sizeof(args));
+	args.size = SZ_2M;
+	args.flags = huge;
+	args.huge_page_size_log2 = 21;
+	args.pad[6] = 1;
+	TEST_ASSERT(__vm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args) < 0 && errno == EINVAL,
+		    "non-zero pad should fail with EINVAL");
+	args.pad[6] = 0;
+	args.reserved[4] = 1;
+	TEST_ASSERT(__vm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args) < 0 && errno == EINVAL,
+		    "non-zero reserved should fail with EINVAL");
+	args.reserved[4] = 0;
+	args.size = 0;
+	TEST_ASSERT(__vm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args) < 0 && errno == EINVAL,
+		    "size 0 should fail with EINVAL");
+	assert_pools(&pools, 0, 0, 0);
+
+	/* More than the pool can reserve: -ENOMEM at creation. */
+	spare = pool_free_pages(21);
+	EXPECT_CREATE_ERRNO(ENOMEM, (spare + 1) * SZ_2M, huge, 21);
+	spare = pool_free_pages(30);
+	EXPECT_CREATE_ERRNO(ENOMEM, (spare + 1) * SZ_1G, huge, 30);
+
+	kvm_vm_free(vm);
+}
+
 FIXTURE(gmem) {
 	struct kvm_vm *vm;
 	struct kvm_vcpu *vcpu;
 	struct hugetlb_pools pools_before;
+	u64 page_size;
+	long nr_huge;	/* huge pages in the file, 0 for order-0 */
 	int fd;
 };
 
@@ -141,20 +273,56 @@ FIXTURE_VARIANT(gmem) {
 	unsigned long vm_type;
 	u64 flags;
 	bool private;
+	unsigned int page_shift;
+	u64 size;
 };
+
+#define GMEM_SHARED	(GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED)
 
 /* Order-0 guest_memfd, private to a software-protected VM. */
 FIXTURE_VARIANT_ADD(gmem, page_4k_private) {
 	.vm_type = KVM_X86_SW_PROTECTED_VM,
-	.flags = 0,
+	.page_shift = 12,
+	.size = SZ_64M,
 	.private = true,
 };
 
 /* Order-0 guest_memfd, shared and mapped by the host. */
 FIXTURE_VARIANT_ADD(gmem, page_4k_shared) {
 	.vm_type = VM_TYPE_DEFAULT,
-	.flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
-	.private = false,
+	.flags = GMEM_SHARED,
+	.page_shift = 12,
+	.size = SZ_64M,
+};
+
+FIXTURE_VARIANT_ADD(gmem, page_2m_private) {
+	.vm_type = KVM_X86_SW_PROTECTED_VM,
+	.flags = GUEST_MEMFD_FLAG_HUGE_PAGES,
+	.page_shift = 21,
+	.size = SZ_64M,
+	.private = true,
+};
+
+FIXTURE_VARIANT_ADD(gmem, page_2m_shared) {
+	.vm_type = VM_TYPE_DEFAULT,
+	.flags = GUEST_MEMFD_FLAG_HUGE_PAGES | GMEM_SHARED,
+	.page_shift = 21,
+	.size = SZ_64M,
+};
+
+FIXTURE_VARIANT_ADD(gmem, page_1g_private) {
+	.vm_type = KVM_X86_SW_PROTECTED_VM,
+	.flags = GUEST_MEMFD_FLAG_HUGE_PAGES,
+	.page_shift = 30,
+	.size = SZ_1G,
+	.private = true,
+};
+
+FIXTURE_VARIANT_ADD(gmem, page_1g_shared) {
+	.vm_type = VM_TYPE_DEFAULT,
+	.flags = GUEST_MEMFD_FLAG_HUGE_PAGES | GMEM_SHARED,
+	.page_shift = 30,
+	.size = SZ_1G,
 };
 
 FIXTURE_SETUP(gmem)
@@ -163,11 +331,9 @@ FIXTURE_SETUP(gmem)
 		.mode = VM_MODE_DEFAULT,
 		.type = variant->vm_type,
 	};
+	bool huge = variant->flags & GUEST_MEMFD_FLAG_HUGE_PAGES;
 
-	if (variant->vm_type != VM_TYPE_DEFAULT)
-		TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(variant->vm_type));
-	TEST_REQUIRE((kvm_check_cap(KVM_CAP_GUEST_MEMFD_FLAGS) & variant->flags) ==
-		     variant->flags);
+	TEST_REQUIRE(vm_type_supported(variant->vm_type));
 
 	/*
 	 * No THP for the VM's own memory: then every huge stage-2 mapping in
@@ -175,47 +341,167 @@ FIXTURE_SETUP(gmem)
 	 */
 	TEST_ASSERT_EQ(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0), 0);
 
+	self->page_size = 1ull << variant->page_shift;
+	self->nr_huge = huge ? variant->size / self->page_size : 0;
 	read_hugetlb_pools(&self->pools_before);
-	self->vm = __vm_create_shape_with_one_vcpu(shape, &self->vcpu, 0, guest_code);
-	self->fd = vm_create_guest_memfd(self->vm, DATA_SIZE, variant->flags);
-	vm_set_user_memory_region2(self->vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD,
-				   DATA_GPA, DATA_SIZE, NULL, self->fd, 0);
-	if (variant->private)
-		vm_mem_set_private(self->vm, DATA_GPA, DATA_SIZE);
-	virt_map(self->vm, DATA_GPA, DATA_GPA, DATA_SIZE / self->vm->page_size);
-	vcpu_args_set(self->vcpu, 2, DATA_GPA, DATA_SIZE);
+
+	/* The region's pages, so that the VM has room for their page tables. */
+	self->vm = __vm_create_shape_with_one_vcpu(shape, &self->vcpu,
+						   variant->size / PAGE_SIZE, guest_code);
+	TEST_ASSERT((vm_check_cap(self->vm, KVM_CAP_GUEST_MEMFD_FLAGS) & variant->flags) ==
+		    variant->flags, "VM type %lu lacks guest_memfd flags %#llx",
+		    variant->vm_type, (unsigned long long)variant->flags);
+
+	self->fd = __gmem_create(self->vm, variant->size, variant->flags,
+				 huge ? variant->page_shift : 0);
+	TEST_ASSERT(self->fd >= 0, "creating the guest_memfd failed, errno %d", errno);
+
+	/* The whole file is reserved at creation, nothing is used yet. */
+	assert_pools(&self->pools_before, variant->page_shift, 0, self->nr_huge);
 }
 
 FIXTURE_TEARDOWN(gmem)
 {
 	close(self->fd);
 	kvm_vm_free(self->vm);
-	assert_hugetlb_pools_unchanged(&self->pools_before);
+	assert_pools(&self->pools_before, 0, 0, 0);
 }
 
-TEST_F(gmem, guest_touches_every_page)
+/* Bind [offset, offset + size) of the file at DATA_GPA and map it in the guest. */
+static void bind_data(FIXTURE_DATA(gmem) *self, const FIXTURE_VARIANT(gmem) *variant,
+		      u64 offset, u64 size)
 {
-	const u64 nr_pages = DATA_SIZE / PAGE_SIZE;
-	u64 off, *mem;
+	vm_set_user_memory_region2(self->vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD,
+				   DATA_GPA, size, NULL, self->fd, offset);
+	if (variant->private)
+		vm_mem_set_private(self->vm, DATA_GPA, size);
+	virt_map(self->vm, DATA_GPA, DATA_GPA, size / self->vm->page_size);
+	vcpu_args_set(self->vcpu, 2, DATA_GPA, size);
+}
 
+static void assert_mappings(struct kvm_vm *vm, u64 nr_1g, u64 nr_2m, u64 min_4k)
+{
+	u64 pages_1g = vm_get_stat(vm, pages_1g);
+	u64 pages_2m = vm_get_stat(vm, pages_2m);
+	u64 pages_4k = vm_get_stat(vm, pages_4k);
+
+	pr_info("stage-2 mappings: 1G: %lu, 2M: %lu, 4K: %lu\n",
+		pages_1g, pages_2m, pages_4k);
+	TEST_ASSERT_EQ(pages_1g, nr_1g);
+	TEST_ASSERT_EQ(pages_2m, nr_2m);
+	TEST_ASSERT(pages_4k >= min_4k, "pages_4k = %lu, expected at least %lu",
+		    pages_4k, min_4k);
+}
+
+/* Touching 1 GiB page by page takes a while under emulation. */
+#define GUEST_TEST_TIMEOUT	180
+
+TEST_F_TIMEOUT(gmem, guest_touches_every_page, GUEST_TEST_TIMEOUT)
+{
+	u64 size = variant->size, off, *mem;
+
+	bind_data(self, variant, 0, size);
 	run_until(self->vcpu, UCALL_SYNC);
 
-	/* Order-0 folios: KVM may map them at 4K only. */
-	TEST_ASSERT_EQ(vm_get_stat(self->vm, pages_1g), 0);
-	TEST_ASSERT_EQ(vm_get_stat(self->vm, pages_2m), 0);
-	TEST_ASSERT(vm_get_stat(self->vm, pages_4k) >= nr_pages,
-		    "pages_4k = %lu after touching %lu pages",
-		    vm_get_stat(self->vm, pages_4k), nr_pages);
-	assert_hugetlb_pools_unchanged(&self->pools_before);
+	/* KVM maps at the file's page size, as many as cover the region. */
+	switch (variant->page_shift) {
+	case 30:
+		assert_mappings(self->vm, size / SZ_1G, 0, 0);
+		break;
+	case 21:
+		assert_mappings(self->vm, 0, size / SZ_2M, 0);
+		break;
+	default:
+		assert_mappings(self->vm, 0, 0, size / PAGE_SIZE);
+	}
+	/* Every huge page is in use, out of the file's reservation. */
+	assert_pools(&self->pools_before, variant->page_shift, -self->nr_huge, 0);
 
 	if (!variant->private) {
-		mem = kvm_mmap(DATA_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd);
-		for (off = 0; off < DATA_SIZE; off += PAGE_SIZE)
+		mem = kvm_mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd);
+		for (off = 0; off < size; off += PAGE_SIZE)
 			TEST_ASSERT_EQ(mem[off / sizeof(*mem)], page_pattern(off));
-		kvm_munmap(mem, DATA_SIZE);
+		kvm_munmap(mem, size);
 	}
 
 	run_until(self->vcpu, UCALL_DONE);
+}
+
+/*
+ * A binding whose guest_memfd offset is aligned only to the next smaller page
+ * size (2M into a 1G file, 4K into a 2M file) is mapped at that size at most.
+ */
+TEST_F_TIMEOUT(gmem, misaligned_binding_maps_smaller, GUEST_TEST_TIMEOUT)
+{
+	u64 offset = variant->page_shift == 30 ? SZ_2M : SZ_4K;
+	u64 size = variant->size - offset;
+
+	bind_data(self, variant, offset, size);
+	run_until(self->vcpu, UCALL_SYNC);
+
+	if (variant->page_shift == 30)
+		assert_mappings(self->vm, 0, size / SZ_2M, 0);
+	else
+		assert_mappings(self->vm, 0, 0, size / PAGE_SIZE);
+
+	run_until(self->vcpu, UCALL_DONE);
+}
+
+/*
+ * fallocate takes huge pages out of the file's reservation, punch hole gives
+ * them back, whole huge pages only; anything else fails with EINVAL and
+ * changes nothing. The host reads zeroes where a hole was punched.
+ */
+TEST_F_TIMEOUT(gmem, fallocate_and_punch_hole, GUEST_TEST_TIMEOUT)
+{
+	const int punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+	u64 size = variant->size, psz = self->page_size;
+	long nr = self->nr_huge;
+	unsigned int shift = variant->page_shift;
+	u64 *mem = NULL;
+
+	TEST_ASSERT_EQ(fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 0, size), 0);
+	assert_pools(&self->pools_before, shift, -nr, 0);
+
+	if (!variant->private) {
+		mem = kvm_mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd);
+		memset(mem, 0xaa, size);
+	}
+
+	if (nr) {
+		/* Not whole huge pages. */
+		TEST_ASSERT(fallocate(self->fd, punch, PAGE_SIZE, psz) < 0 && errno == EINVAL,
+			    "unaligned punch hole should fail with EINVAL");
+		TEST_ASSERT(fallocate(self->fd, punch, 0, psz - PAGE_SIZE) < 0 &&
+			    errno == EINVAL, "partial punch hole should fail with EINVAL");
+		TEST_ASSERT(fallocate(self->fd, FALLOC_FL_KEEP_SIZE, PAGE_SIZE, PAGE_SIZE) < 0 &&
+			    errno == EINVAL, "unaligned fallocate should fail with EINVAL");
+		assert_pools(&self->pools_before, shift, -nr, 0);
+		if (mem)
+			TEST_ASSERT_EQ(mem[PAGE_SIZE / sizeof(*mem)], 0xaaaaaaaaaaaaaaaaull);
+	}
+
+	/* The last huge page (or 4K page) goes back to the file's reservation. */
+	TEST_ASSERT_EQ(fallocate(self->fd, punch, size - psz, psz), 0);
+	assert_pools(&self->pools_before, shift, -nr + !!nr, !!nr);
+	if (mem) {
+		TEST_ASSERT_EQ(mem[(size - psz) / sizeof(*mem)], 0);
+		TEST_ASSERT_EQ(mem[(size - 8) / sizeof(*mem)], 0);
+		if (size > psz)
+			TEST_ASSERT_EQ(mem[(size - psz - 8) / sizeof(*mem)],
+				       0xaaaaaaaaaaaaaaaaull);
+	}
+
+	/* Allocating it again takes it again; a repeat is a no-op. */
+	TEST_ASSERT_EQ(fallocate(self->fd, FALLOC_FL_KEEP_SIZE, size - psz, psz), 0);
+	TEST_ASSERT_EQ(fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 0, size), 0);
+	assert_pools(&self->pools_before, shift, -nr, 0);
+
+	/* Everything back. */
+	if (mem)
+		kvm_munmap(mem, size);
+	TEST_ASSERT_EQ(fallocate(self->fd, punch, 0, size), 0);
+	assert_pools(&self->pools_before, shift, 0, nr);
 }
 
 TEST_HARNESS_MAIN
