@@ -20,6 +20,7 @@ struct cap {
 static const struct cap caps[] = {
 	{ "KVM_CAP_GUEST_MEMFD", KVM_CAP_GUEST_MEMFD },
 	{ "KVM_CAP_GUEST_MEMFD_FLAGS", KVM_CAP_GUEST_MEMFD_FLAGS },
+	{ "KVM_CAP_GUEST_MEMFD_HUGE_PAGE_SIZES", KVM_CAP_GUEST_MEMFD_HUGE_PAGE_SIZES },
 	{ "KVM_CAP_MEMORY_ATTRIBUTES", KVM_CAP_MEMORY_ATTRIBUTES },
 	{ "KVM_CAP_VM_TYPES", KVM_CAP_VM_TYPES },
 };
@@ -32,14 +33,42 @@ static const struct {
 	{ "KVM_X86_SW_PROTECTED_VM", KVM_X86_SW_PROTECTED_VM },
 };
 
+static const char *const gmem_flags[] = {
+	"MMAP", "INIT_SHARED", "NO_DIRECT_MAP", "HUGE_PAGES",
+};
+
+/* The value, and what it means for the flag and size masks. */
+static void print_cap(const struct cap *cap, int val)
+{
+	unsigned int k;
+
+	printf("  %-36s %#x", cap->name, val);
+	if (cap->nr == KVM_CAP_GUEST_MEMFD_FLAGS) {
+		for (k = 0; k < 32; k++)
+			if (val & (1u << k))
+				printf(" %s", k < 4 ? gmem_flags[k] : "?");
+	} else if (cap->nr == KVM_CAP_GUEST_MEMFD_HUGE_PAGE_SIZES) {
+		for (k = 0; k < 31; k++) {
+			if (!(val & (1u << k)))
+				continue;
+			if (k >= 30)
+				printf(" %luG", 1ul << (k - 30));
+			else if (k >= 20)
+				printf(" %luM", 1ul << (k - 20));
+			else
+				printf(" %luK", 1ul << (k - 10));
+		}
+	}
+	printf("\n");
+}
+
 static void print_caps(const char *what, int fd)
 {
 	unsigned int i;
 
 	printf("%s:\n", what);
 	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
-		printf("  %-28s %#x\n", caps[i].name,
-		       ioctl(fd, KVM_CHECK_EXTENSION, caps[i].nr));
+		print_cap(&caps[i], ioctl(fd, KVM_CHECK_EXTENSION, caps[i].nr));
 }
 
 int main(void)

@@ -70,14 +70,17 @@ static struct pool_counts read_pool(struct hstate *h)
 	return c;
 }
 
-#define EXPECT_POOL(test, h, c, dfree, dresv) do {			\
-	struct pool_counts __now = read_pool(h);			\
-									\
-	KUNIT_EXPECT_EQ(test, __now.total, (c).total);			\
-	KUNIT_EXPECT_EQ(test, __now.surplus, (c).surplus);		\
-	KUNIT_EXPECT_EQ(test, __now.free, (c).free + (dfree));		\
-	KUNIT_EXPECT_EQ(test, __now.resv, (c).resv + (dresv));		\
-} while (0)
+/* The pool is as in @c, but for free and reserved pages moved by @dfree, @dresv. */
+static void expect_pool(struct kunit *test, struct hstate *h,
+			struct pool_counts c, long dfree, long dresv)
+{
+	struct pool_counts now = read_pool(h);
+
+	KUNIT_EXPECT_EQ(test, now.total, c.total);
+	KUNIT_EXPECT_EQ(test, now.surplus, c.surplus);
+	KUNIT_EXPECT_EQ(test, now.free, c.free + dfree);
+	KUNIT_EXPECT_EQ(test, now.resv, c.resv + dresv);
+}
 
 static const unsigned int huge_sizes_log2[] = { 21, 30 };
 
@@ -114,10 +117,10 @@ static void gmem_hugetlb_create_reserves_file(struct kunit *test)
 	gh = gmem_hugetlb_create(log2, 2 * huge_page_size(h));
 	KUNIT_ASSERT_FALSE(test, IS_ERR(gh));
 	KUNIT_EXPECT_EQ(test, gmem_hugetlb_order(gh), huge_page_order(h));
-	EXPECT_POOL(test, h, c, 0, 2);
+	expect_pool(test, h, c, 0, 2);
 
 	gmem_hugetlb_destroy(gh);
-	EXPECT_POOL(test, h, c, 0, 0);
+	expect_pool(test, h, c, 0, 0);
 }
 
 /* A file larger than what is free fails with -ENOMEM and takes nothing. */
@@ -133,7 +136,7 @@ static void gmem_hugetlb_create_exhausts_pool(struct kunit *test)
 
 	gh = gmem_hugetlb_create(log2, (c.free - c.resv + 1) * huge_page_size(h));
 	KUNIT_EXPECT_EQ(test, PTR_ERR(gh), -ENOMEM);
-	EXPECT_POOL(test, h, c, 0, 0);
+	expect_pool(test, h, c, 0, 0);
 }
 
 /* Sizes that are not whole huge pages, and sizes with no pool: -EINVAL. */
@@ -155,7 +158,7 @@ static void gmem_hugetlb_create_rejects_bad_sizes(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, PTR_ERR(gmem_hugetlb_create(log2, sz - PAGE_SIZE)), -EINVAL);
 	KUNIT_EXPECT_EQ(test, PTR_ERR(gmem_hugetlb_create(log2 + 1, sz)), -EINVAL);
 	KUNIT_EXPECT_EQ(test, PTR_ERR(gmem_hugetlb_create(PAGE_SHIFT, sz)), -EINVAL);
-	EXPECT_POOL(test, h, c, 0, 0);
+	expect_pool(test, h, c, 0, 0);
 }
 
 static bool folio_page_is_zero(struct folio *folio, unsigned long i)
@@ -206,13 +209,13 @@ static void gmem_hugetlb_alloc_free_cycle(struct kunit *test)
 	KUNIT_EXPECT_TRUE(test, folio_page_is_zero(f1, 0));
 	KUNIT_EXPECT_TRUE(test, folio_page_is_zero(f1, last / 2));
 	KUNIT_EXPECT_TRUE(test, folio_page_is_zero(f1, last));
-	EXPECT_POOL(test, h, c, -1, 1);
+	expect_pool(test, h, c, -1, 1);
 
 	/* Dirty it and give it back: the reservation is the file's again. */
 	folio_page_fill(f1, 0);
 	folio_page_fill(f1, last);
 	folio_put(f1);
-	EXPECT_POOL(test, h, c, 0, 2);
+	expect_pool(test, h, c, 0, 2);
 
 	/* Whatever page comes next, it is zeroed. */
 	f1 = gmem_hugetlb_alloc_folio(gh);
@@ -223,19 +226,19 @@ static void gmem_hugetlb_alloc_free_cycle(struct kunit *test)
 	f2 = gmem_hugetlb_alloc_folio(gh);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(f2));
 	KUNIT_EXPECT_PTR_NE(test, f1, f2);
-	EXPECT_POOL(test, h, c, -2, 0);
+	expect_pool(test, h, c, -2, 0);
 
 	/* The file is 2 pages: a third is beyond its reservation. */
 	f3 = gmem_hugetlb_alloc_folio(gh);
 	KUNIT_EXPECT_EQ(test, PTR_ERR(f3), -ENOMEM);
-	EXPECT_POOL(test, h, c, -2, 0);
+	expect_pool(test, h, c, -2, 0);
 
 	folio_put(f1);
 	folio_put(f2);
-	EXPECT_POOL(test, h, c, 0, 2);
+	expect_pool(test, h, c, 0, 2);
 
 	gmem_hugetlb_destroy(gh);
-	EXPECT_POOL(test, h, c, 0, 0);
+	expect_pool(test, h, c, 0, 0);
 }
 
 /* A folio outliving its file keeps its page until it is freed. */
@@ -256,10 +259,10 @@ static void gmem_hugetlb_folio_outlives_file(struct kunit *test)
 	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
 
 	gmem_hugetlb_destroy(gh);
-	EXPECT_POOL(test, h, c, -1, 1);
+	expect_pool(test, h, c, -1, 1);
 
 	folio_put(folio);
-	EXPECT_POOL(test, h, c, 0, 0);
+	expect_pool(test, h, c, 0, 0);
 }
 
 static struct kunit_case gmem_hugetlb_test_cases[] = {

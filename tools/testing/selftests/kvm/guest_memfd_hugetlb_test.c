@@ -10,11 +10,13 @@
  * back (by the host through mmap when the memory is shared, by the guest when
  * it is private), KVM's binary stats show the mapping level it used, and the
  * hugetlb pool counts are exact at every step: reserved at creation, used
- * when touched, given back on punch hole and on close. Order-0 guest_memfd is
- * the baseline: it never takes from the pools and is mapped at 4K only.
+ * when touched, given back on punch hole and on close; racers inside one huge
+ * page allocate it once. Order-0 guest_memfd is the baseline: it never takes
+ * from the pools and is mapped at 4K only.
  */
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -193,6 +195,17 @@ TEST(huge_page_sizes_capability)
 	kvm_vm_free(vm);
 }
 
+static void expect_create_errno(struct kvm_vm *vm, const struct hugetlb_pools *pools,
+				int err, u64 size, u64 flags, u8 log2)
+{
+	int fd = __gmem_create(vm, size, flags, log2);
+
+	TEST_ASSERT(fd < 0 && errno == err,
+		    "size %#lx flags %#lx log2 %u: expected errno %d, got fd %d errno %d",
+		    size, flags, log2, err, fd, errno);
+	assert_pools(pools, 0, 0, 0);
+}
+
 /* Each bad request fails with its errno and leaves the pools as they were. */
 TEST(creation_errors)
 {
@@ -205,33 +218,23 @@ TEST(creation_errors)
 	vm = vm_create_barebones();
 	read_hugetlb_pools(&pools);
 
-#define EXPECT_CREATE_ERRNO(err, size, flags, log2) do {			\
-	int __fd = __gmem_create(vm, size, flags, log2);			\
-										\
-	TEST_ASSERT(__fd < 0 && errno == (err),					\
-		    "size %#llx flags %#llx log2 %u: expected errno %d, got fd %d errno %d", \
-		    (unsigned long long)(size), (unsigned long long)(flags),	\
-		    (unsigned int)(log2), err, __fd, errno);			\
-	assert_pools(&pools, 0, 0, 0);						\
-} while (0)
-
 	/* The flag without a size, a size without the flag. */
-	EXPECT_CREATE_ERRNO(EINVAL, SZ_2M, huge, 0);
-	EXPECT_CREATE_ERRNO(EINVAL, SZ_2M, 0, 21);
-	EXPECT_CREATE_ERRNO(EINVAL, SZ_2M, GUEST_MEMFD_FLAG_MMAP, 21);
+	expect_create_errno(vm, &pools, EINVAL, SZ_2M, huge, 0);
+	expect_create_errno(vm, &pools, EINVAL, SZ_2M, 0, 21);
+	expect_create_errno(vm, &pools, EINVAL, SZ_2M, GUEST_MEMFD_FLAG_MMAP, 21);
 	/* Sizes with no hugetlb pool. */
-	EXPECT_CREATE_ERRNO(EINVAL, SZ_4M, huge, 12);
-	EXPECT_CREATE_ERRNO(EINVAL, SZ_4M, huge, 22);
-	EXPECT_CREATE_ERRNO(EINVAL, SZ_4M, huge, 31);
-	EXPECT_CREATE_ERRNO(EINVAL, SZ_4M, huge, 63);
-	EXPECT_CREATE_ERRNO(EINVAL, SZ_4M, huge, 255);
+	expect_create_errno(vm, &pools, EINVAL, SZ_4M, huge, 12);
+	expect_create_errno(vm, &pools, EINVAL, SZ_4M, huge, 22);
+	expect_create_errno(vm, &pools, EINVAL, SZ_4M, huge, 31);
+	expect_create_errno(vm, &pools, EINVAL, SZ_4M, huge, 63);
+	expect_create_errno(vm, &pools, EINVAL, SZ_4M, huge, 255);
 	/* A file size that is not whole huge pages. */
-	EXPECT_CREATE_ERRNO(EINVAL, SZ_2M + SZ_4K, huge, 21);
-	EXPECT_CREATE_ERRNO(EINVAL, SZ_4K, huge, 21);
-	EXPECT_CREATE_ERRNO(EINVAL, SZ_1G - SZ_2M, huge, 30);
+	expect_create_errno(vm, &pools, EINVAL, SZ_2M + SZ_4K, huge, 21);
+	expect_create_errno(vm, &pools, EINVAL, SZ_4K, huge, 21);
+	expect_create_errno(vm, &pools, EINVAL, SZ_1G - SZ_2M, huge, 30);
 	/* Unknown flags. */
-	EXPECT_CREATE_ERRNO(EINVAL, SZ_2M, huge | BIT_ULL(4), 21);
-	EXPECT_CREATE_ERRNO(EINVAL, SZ_2M, huge | BIT_ULL(63), 21);
+	expect_create_errno(vm, &pools, EINVAL, SZ_2M, huge | BIT_ULL(4), 21);
+	expect_create_errno(vm, &pools, EINVAL, SZ_2M, huge | BIT_ULL(63), 21);
 
 	/* Non-zero padding or reserved bytes. */
 	memset(&args, 0, sizeof(args));
@@ -253,9 +256,9 @@ TEST(creation_errors)
 
 	/* More than the pool can reserve: -ENOMEM at creation. */
 	spare = pool_free_pages(21);
-	EXPECT_CREATE_ERRNO(ENOMEM, (spare + 1) * SZ_2M, huge, 21);
+	expect_create_errno(vm, &pools, ENOMEM, (spare + 1) * SZ_2M, huge, 21);
 	spare = pool_free_pages(30);
-	EXPECT_CREATE_ERRNO(ENOMEM, (spare + 1) * SZ_1G, huge, 30);
+	expect_create_errno(vm, &pools, ENOMEM, (spare + 1) * SZ_1G, huge, 30);
 
 	kvm_vm_free(vm);
 }
@@ -367,16 +370,18 @@ FIXTURE_TEARDOWN(gmem)
 	assert_pools(&self->pools_before, 0, 0, 0);
 }
 
-/* Bind [offset, offset + size) of the file at DATA_GPA and map it in the guest. */
-static void bind_data(FIXTURE_DATA(gmem) *self, const FIXTURE_VARIANT(gmem) *variant,
-		      u64 offset, u64 size)
+/* Bind [offset, offset + size) of @fd at DATA_GPA and map it in the guest. */
+static void bind_data(struct kvm_vcpu *vcpu, int fd, bool private, u64 offset,
+		      u64 size)
 {
-	vm_set_user_memory_region2(self->vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD,
-				   DATA_GPA, size, NULL, self->fd, offset);
-	if (variant->private)
-		vm_mem_set_private(self->vm, DATA_GPA, size);
-	virt_map(self->vm, DATA_GPA, DATA_GPA, size / self->vm->page_size);
-	vcpu_args_set(self->vcpu, 2, DATA_GPA, size);
+	struct kvm_vm *vm = vcpu->vm;
+
+	vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD,
+				   DATA_GPA, size, NULL, fd, offset);
+	if (private)
+		vm_mem_set_private(vm, DATA_GPA, size);
+	virt_map(vm, DATA_GPA, DATA_GPA, size / vm->page_size);
+	vcpu_args_set(vcpu, 2, DATA_GPA, size);
 }
 
 static void assert_mappings(struct kvm_vm *vm, u64 nr_1g, u64 nr_2m, u64 min_4k)
@@ -400,7 +405,7 @@ TEST_F_TIMEOUT(gmem, guest_touches_every_page, GUEST_TEST_TIMEOUT)
 {
 	u64 size = variant->size, off, *mem;
 
-	bind_data(self, variant, 0, size);
+	bind_data(self->vcpu, self->fd, variant->private, 0, size);
 	run_until(self->vcpu, UCALL_SYNC);
 
 	/* KVM maps at the file's page size, as many as cover the region. */
@@ -436,7 +441,7 @@ TEST_F_TIMEOUT(gmem, misaligned_binding_maps_smaller, GUEST_TEST_TIMEOUT)
 	u64 offset = variant->page_shift == 30 ? SZ_2M : SZ_4K;
 	u64 size = variant->size - offset;
 
-	bind_data(self, variant, offset, size);
+	bind_data(self->vcpu, self->fd, variant->private, offset, size);
 	run_until(self->vcpu, UCALL_SYNC);
 
 	if (variant->page_shift == 30)
@@ -502,6 +507,75 @@ TEST_F_TIMEOUT(gmem, fallocate_and_punch_hole, GUEST_TEST_TIMEOUT)
 		kvm_munmap(mem, size);
 	TEST_ASSERT_EQ(fallocate(self->fd, punch, 0, size), 0);
 	assert_pools(&self->pools_before, shift, 0, nr);
+}
+
+#define NR_RACERS	8
+
+struct racer {
+	pthread_barrier_t *barrier;
+	int fd;
+	u64 huge_size;
+	u64 *mem;	/* the mapping, or NULL to fallocate */
+	int id;
+	int ret;
+};
+
+static void *race_in_first_huge_page(void *arg)
+{
+	struct racer *r = arg;
+
+	pthread_barrier_wait(r->barrier);
+	if (r->mem) {
+		/* Each racer writes its own 4K page of the first huge page. */
+		u64 off = (r->huge_size / NR_RACERS) * r->id;
+
+		WRITE_ONCE(r->mem[off / sizeof(u64)], r->id + 1);
+		r->ret = 0;
+	} else {
+		r->ret = fallocate(r->fd, FALLOC_FL_KEEP_SIZE, 0, r->huge_size) ? errno : 0;
+	}
+	return NULL;
+}
+
+/*
+ * Racers faulting or allocating inside one huge page all succeed, and the
+ * page is allocated once.
+ */
+TEST_F(gmem, concurrent_allocation_in_one_huge_page)
+{
+	u64 psz = self->page_size, size = variant->size;
+	struct racer racers[NR_RACERS];
+	pthread_t threads[NR_RACERS];
+	pthread_barrier_t barrier;
+	u64 *mem = NULL;
+	int i;
+
+	if (!variant->private)
+		mem = kvm_mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd);
+
+	pthread_barrier_init(&barrier, NULL, NR_RACERS);
+	for (i = 0; i < NR_RACERS; i++) {
+		racers[i] = (struct racer) {
+			.barrier = &barrier, .fd = self->fd, .huge_size = psz,
+			.mem = mem, .id = i,
+		};
+		pthread_create(&threads[i], NULL, race_in_first_huge_page, &racers[i]);
+	}
+	for (i = 0; i < NR_RACERS; i++) {
+		pthread_join(threads[i], NULL);
+		TEST_ASSERT(!racers[i].ret, "racer %d failed, errno %d", i, racers[i].ret);
+	}
+	pthread_barrier_destroy(&barrier);
+
+	/* One huge page in use, the rest of the file still reserved. */
+	assert_pools(&self->pools_before, variant->page_shift,
+		     -!!self->nr_huge, self->nr_huge - !!self->nr_huge);
+
+	if (mem) {
+		for (i = 0; i < NR_RACERS; i++)
+			TEST_ASSERT_EQ(mem[(psz / NR_RACERS) * i / sizeof(u64)], i + 1);
+		kvm_munmap(mem, size);
+	}
 }
 
 TEST_HARNESS_MAIN
