@@ -26,6 +26,7 @@
 #include <linux/guest_memfd.h>
 #include <linux/hugetlb.h>
 #include <linux/kvm_types.h>
+#include <linux/mempolicy.h>
 #include <linux/pagemap.h>
 #include <linux/slab.h>
 #include <kunit/visibility.h>
@@ -137,12 +138,19 @@ unsigned int gmem_hugetlb_order(const struct gmem_hugetlb *gh)
 }
 EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_order);
 
+static gfp_t gmem_hugetlb_gfp(struct hstate *h)
+{
+	return htlb_alloc_mask(h) & ~(__GFP_HIGHMEM | __GFP_MOVABLE);
+}
+
 /*
- * Take one huge page from the file's reservation: a zeroed, up-to-date folio
- * with one reference, charged to the file's subpool so that freeing it
- * returns the page to the file's reservation.
+ * Take one huge page from the file's reservation, from node @nid first and
+ * only from @nodemask if not NULL: a zeroed, up-to-date folio with one
+ * reference, charged to the file's subpool so that freeing it returns the
+ * page to the file's reservation.
  */
-VISIBLE_IF_KUNIT struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh)
+VISIBLE_IF_KUNIT struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh,
+							int nid, nodemask_t *nodemask)
 {
 	struct hstate *h = gh->h;
 	struct folio *folio;
@@ -161,11 +169,15 @@ VISIBLE_IF_KUNIT struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh)
 		return ERR_PTR(-ENOMEM);
 	}
 
-	folio = alloc_hugetlb_folio_reserve(h, numa_node_id(), NULL,
-					    htlb_alloc_mask(h) & ~(__GFP_HIGHMEM | __GFP_MOVABLE));
+	/*
+	 * The reservation is not per node: a 'bind' policy may allow only
+	 * nodes with no free page. -ENOSPC, as hugetlb says it, so that a
+	 * fault on a mapping gets SIGBUS rather than the OOM killer.
+	 */
+	folio = alloc_hugetlb_folio_reserve(h, nid, nodemask, gmem_hugetlb_gfp(h));
 	if (!folio) {
 		hugepage_subpool_put_pages(gh->spool, 1);
-		return ERR_PTR(-ENOMEM);
+		return ERR_PTR(-ENOSPC);
 	}
 	hugetlb_set_folio_subpool(folio, gh->spool);
 
@@ -180,23 +192,28 @@ EXPORT_SYMBOL_IF_KUNIT(gmem_hugetlb_alloc_folio);
  * @gh: the file's hugetlb backing.
  * @mapping: the file's page cache.
  * @index: a page index in the file.
+ * @policy: the memory policy of @index (mbind() on a mapping), or NULL.
  *
  * Concurrent calls for indices inside one huge page are serialised on the
  * huge-aligned index (the hugetlb fault mutex), so the page is allocated once
  * and nobody fails spuriously because another thread holds the reservation.
+ * A new page comes from the nodes @policy names (interleaving by huge page),
+ * or from the local node first.
  *
- * Return: the locked folio that covers @index, with a reference, or
- * ERR_PTR(-ENOMEM) if no page could be taken from the pool.
+ * Return: the locked folio that covers @index, with a reference,
+ * ERR_PTR(-ENOSPC) if the pool has no free page on the nodes @policy allows,
+ * or another error if the page cache could not take the folio.
  */
 struct folio *gmem_hugetlb_get_folio(struct gmem_hugetlb *gh,
 				     struct address_space *mapping,
-				     pgoff_t index)
+				     pgoff_t index, struct mempolicy *policy)
 {
 	unsigned int order = huge_page_order(gh->h);
 	pgoff_t huge_index = index >> order;
+	nodemask_t *nodemask = NULL;
 	struct folio *folio;
+	int err, nid;
 	u32 hash;
-	int err;
 
 	hash = hugetlb_fault_mutex_hash(mapping, huge_index);
 	mutex_lock(&hugetlb_fault_mutex_table[hash]);
@@ -205,7 +222,12 @@ struct folio *gmem_hugetlb_get_folio(struct gmem_hugetlb *gh,
 	if (!IS_ERR(folio))
 		goto out;
 
-	folio = gmem_hugetlb_alloc_folio(gh);
+	nid = numa_node_id();
+	if (policy)
+		nid = huge_node_policy(policy, mapping->host->i_ino + huge_index,
+				       gmem_hugetlb_gfp(gh->h), &nodemask);
+
+	folio = gmem_hugetlb_alloc_folio(gh, nid, nodemask);
 	if (IS_ERR(folio))
 		goto out;
 

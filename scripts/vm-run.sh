@@ -11,8 +11,9 @@
 # seconds is killed and the script exits 124. The kernel log is left in
 # OUT/console.log (serial console) and OUT/dmesg.txt.
 #
-# Environment: KERNEL (bzImage), SHARE, OUT, TIMEOUT (default 900), MEM (8G),
-# SMP (2), ACCEL (tcg,thread=multi), CMDLINE_EXTRA (appended to the command line).
+# Environment: KERNEL (bzImage), SHARE, OUT, TIMEOUT (default 900), MEM (10G,
+# in G), SMP (2), NUMA_NODES (2), HUGEPAGES_2M (600), HUGEPAGES_1G (2),
+# ACCEL (tcg,thread=multi), CMDLINE_EXTRA (appended to the command line).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,16 +44,42 @@ mkdir -p "$out"
 out=$(realpath "$out")
 printf '%s\n' "$cmd" >"$out/cmd.sh"
 
+# NUMA_NODES nodes (default 2), each with an equal share of the memory and
+# of the vCPUs (one socket each, so that no cache is shared across nodes), so
+# that memory policies can be tested; the hugetlb pools are split evenly over
+# the nodes at boot (hugepages=NODE:COUNT,...).
+mem=${MEM:-10G}
+smp=${SMP:-2}
+nodes=${NUMA_NODES:-2}
+numa=()
+smp_topology=$smp
+if [ "$nodes" -gt 1 ]; then
+	per_node=$(( ${mem%G} / nodes ))
+	smp_topology="$smp,sockets=$nodes,cores=$((smp / nodes)),threads=1"
+	for ((n = 0; n < nodes; n++)); do
+		numa+=(-object "memory-backend-ram,id=mem$n,size=${per_node}G"
+		       -numa "node,nodeid=$n,cpus=$((n * smp / nodes))-$(((n + 1) * smp / nodes - 1)),memdev=mem$n")
+	done
+fi
+per_node_pages() { # COUNT -> "0:a,1:b,..." over the nodes, or COUNT
+	local total=$1 n out=
+	if [ "$nodes" -le 1 ]; then echo "$total"; return; fi
+	for ((n = 0; n < nodes; n++)); do
+		out+="${out:+,}$n:$(( total / nodes + (n < total % nodes) ))"
+	done
+	echo "$out"
+}
+
 append="console=ttyS0 panic=-1 oops=panic log_buf_len=16M"
-append+=" default_hugepagesz=2M hugepagesz=2M hugepages=${HUGEPAGES_2M:-128}"
-append+=" hugepagesz=1G hugepages=${HUGEPAGES_1G:-2}"
+append+=" default_hugepagesz=2M hugepagesz=2M hugepages=$(per_node_pages "${HUGEPAGES_2M:-600}")"
+append+=" hugepagesz=1G hugepages=$(per_node_pages "${HUGEPAGES_1G:-2}")"
 append+=" ${CMDLINE_EXTRA:-}"
 
 rc=0
 timeout --foreground -k 10 "$timeout_s" \
 	qemu-system-x86_64 \
 	-accel "${ACCEL:-tcg,thread=multi}" -cpu EPYC,+svm,+npt \
-	-m "${MEM:-8G}" -smp "${SMP:-2}" \
+	-m "$mem" -smp "$smp_topology" "${numa[@]}" \
 	-kernel "$kernel" -initrd "$initramfs" -append "$append" \
 	-display none -monitor none -no-reboot \
 	-serial "file:$out/console.log" \

@@ -8,11 +8,13 @@
 #define _LINUX_GUEST_MEMFD_H
 
 #include <linux/err.h>
+#include <linux/nodemask_types.h>
 #include <linux/types.h>
 
 struct address_space;
 struct folio;
 struct hstate;
+struct mempolicy;
 
 /* The hugetlb backing of one guest_memfd inode: its pool and reservation. */
 struct gmem_hugetlb;
@@ -25,9 +27,10 @@ void gmem_hugetlb_destroy(struct gmem_hugetlb *gh);
 unsigned int gmem_hugetlb_order(const struct gmem_hugetlb *gh);
 struct folio *gmem_hugetlb_get_folio(struct gmem_hugetlb *gh,
 				     struct address_space *mapping,
-				     pgoff_t index);
+				     pgoff_t index, struct mempolicy *policy);
 #if IS_ENABLED(CONFIG_KUNIT)
-struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh);
+struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh, int nid,
+				       nodemask_t *nodemask);
 #endif
 #else
 static inline struct hstate *gmem_hugetlb_hstate(unsigned int size_log2)
@@ -57,7 +60,8 @@ static inline unsigned int gmem_hugetlb_order(const struct gmem_hugetlb *gh)
 
 static inline struct folio *gmem_hugetlb_get_folio(struct gmem_hugetlb *gh,
 						   struct address_space *mapping,
-						   pgoff_t index)
+						   pgoff_t index,
+						   struct mempolicy *policy)
 {
 	return ERR_PTR(-EINVAL);
 }

@@ -200,7 +200,7 @@ static void gmem_hugetlb_alloc_free_cycle(struct kunit *test)
 	gh = gmem_hugetlb_create(log2, 2 * huge_page_size(h));
 	KUNIT_ASSERT_FALSE(test, IS_ERR(gh));
 
-	f1 = gmem_hugetlb_alloc_folio(gh);
+	f1 = gmem_hugetlb_alloc_folio(gh, numa_node_id(), NULL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(f1));
 	KUNIT_EXPECT_TRUE(test, folio_test_hugetlb(f1));
 	KUNIT_EXPECT_EQ(test, folio_order(f1), huge_page_order(h));
@@ -218,18 +218,18 @@ static void gmem_hugetlb_alloc_free_cycle(struct kunit *test)
 	expect_pool(test, h, c, 0, 2);
 
 	/* Whatever page comes next, it is zeroed. */
-	f1 = gmem_hugetlb_alloc_folio(gh);
+	f1 = gmem_hugetlb_alloc_folio(gh, numa_node_id(), NULL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(f1));
 	KUNIT_EXPECT_TRUE(test, folio_page_is_zero(f1, 0));
 	KUNIT_EXPECT_TRUE(test, folio_page_is_zero(f1, last));
 
-	f2 = gmem_hugetlb_alloc_folio(gh);
+	f2 = gmem_hugetlb_alloc_folio(gh, numa_node_id(), NULL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(f2));
 	KUNIT_EXPECT_PTR_NE(test, f1, f2);
 	expect_pool(test, h, c, -2, 0);
 
 	/* The file is 2 pages: a third is beyond its reservation. */
-	f3 = gmem_hugetlb_alloc_folio(gh);
+	f3 = gmem_hugetlb_alloc_folio(gh, numa_node_id(), NULL);
 	KUNIT_EXPECT_EQ(test, PTR_ERR(f3), -ENOMEM);
 	expect_pool(test, h, c, -2, 0);
 
@@ -255,7 +255,7 @@ static void gmem_hugetlb_folio_outlives_file(struct kunit *test)
 
 	gh = gmem_hugetlb_create(log2, 2 * huge_page_size(h));
 	KUNIT_ASSERT_FALSE(test, IS_ERR(gh));
-	folio = gmem_hugetlb_alloc_folio(gh);
+	folio = gmem_hugetlb_alloc_folio(gh, numa_node_id(), NULL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
 
 	gmem_hugetlb_destroy(gh);

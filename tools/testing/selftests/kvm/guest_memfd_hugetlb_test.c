@@ -7,8 +7,9 @@
  *
  * Then a table of variants, (VM type, guest_memfd flags, page size): a guest
  * writes every 4K page of a region backed by the file, the bytes are read
- * back (by the host through mmap when the memory is shared, by the guest when
- * it is private), KVM's binary stats show the mapping level it used, and the
+ * back (by the host through mmap when the memory is shared, which then writes
+ * its own for the guest to read, and by the guest), KVM's binary stats show
+ * the mapping level it used, and the
  * hugetlb pool counts are exact at every step: reserved at creation, used
  * when touched, given back on punch hole and on close; racers inside one huge
  * page allocate it once. Order-0 guest_memfd is the baseline: it never takes
@@ -25,6 +26,7 @@
 #include <linux/sizes.h>
 
 #include "kvm_util.h"
+#include "numaif.h"
 #include "processor.h"
 #include "test_util.h"
 #include "ucall_common.h"
@@ -44,18 +46,24 @@ struct hugetlb_pools {
 	struct hugetlb_pool pool[MAX_POOLS];
 };
 
-static unsigned long read_pool_count(const char *dir, const char *name)
+static unsigned long read_ulong(const char *path)
 {
-	char path[PATH_MAX];
 	unsigned long val;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/%s/%s", dir, name);
 	f = fopen(path, "r");
 	TEST_ASSERT(f, "fopen(%s)", path);
 	TEST_ASSERT_EQ(fscanf(f, "%lu", &val), 1);
 	fclose(f);
 	return val;
+}
+
+static unsigned long read_pool_count(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/%s/%s", dir, name);
+	return read_ulong(path);
 }
 
 /* Free, reserved and surplus pages of every hugetlb pool, by size. */
@@ -133,7 +141,17 @@ static u64 page_pattern(u64 offset)
 	return offset ^ 0x5a5a5a5a00000000ull;
 }
 
-static void guest_code(u64 gpa, u64 size)
+/* What the host writes over the guest's pattern, when it can map the memory. */
+static u64 host_pattern(u64 offset)
+{
+	return ~page_pattern(offset);
+}
+
+/*
+ * Write every page, let the host look (and, if @host_writes, write its own
+ * pattern), then check every page holds what the last writer wrote.
+ */
+static void guest_code(u64 gpa, u64 size, u64 host_writes)
 {
 	u64 off;
 
@@ -142,7 +160,8 @@ static void guest_code(u64 gpa, u64 size)
 	GUEST_SYNC(0);
 
 	for (off = 0; off < size; off += PAGE_SIZE)
-		GUEST_ASSERT_EQ(READ_ONCE(*(u64 *)(gpa + off)), page_pattern(off));
+		GUEST_ASSERT_EQ(READ_ONCE(*(u64 *)(gpa + off)),
+				host_writes ? host_pattern(off) : page_pattern(off));
 	GUEST_DONE();
 }
 
@@ -263,6 +282,62 @@ TEST(creation_errors)
 	kvm_vm_free(vm);
 }
 
+static unsigned long node_free_pages(int node, unsigned int page_shift)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path),
+		 "/sys/devices/system/node/node%d/hugepages/hugepages-%lukB/free_hugepages",
+		 node, (1ul << page_shift) >> 10);
+	return read_ulong(path);
+}
+
+/*
+ * A 'bind' policy set with mbind() on the mapping of a shared file decides
+ * the node each huge page comes from, as it does for order-0 guest_memfd.
+ */
+TEST(numa_bind_places_huge_pages)
+{
+	static const unsigned int shifts[] = { 21, 30 };
+	const u64 flags = GUEST_MEMFD_FLAG_HUGE_PAGES | GUEST_MEMFD_FLAG_MMAP |
+			  GUEST_MEMFD_FLAG_INIT_SHARED;
+	struct kvm_vm *vm = vm_create_barebones();
+	int i, node, other;
+
+	TEST_REQUIRE(is_multi_numa_node_system());
+
+	for (i = 0; i < ARRAY_SIZE(shifts); i++) {
+		u64 psz = 1ull << shifts[i];
+
+		for (node = 0; node < 2; node++) {
+			unsigned long nodemask = BIT(node);
+			unsigned long free[2];
+			u64 *mem;
+			int fd;
+
+			other = !node;
+			free[node] = node_free_pages(node, shifts[i]);
+			free[other] = node_free_pages(other, shifts[i]);
+			TEST_ASSERT(free[node] >= 1, "no free %lukB page on node %d",
+				    psz >> 10, node);
+
+			fd = __gmem_create(vm, psz, flags, shifts[i]);
+			TEST_ASSERT(fd >= 0, "creating the guest_memfd failed, errno %d", errno);
+			mem = kvm_mmap(psz, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+			kvm_mbind(mem, psz, MPOL_BIND, &nodemask, 8, 0);
+			WRITE_ONCE(mem[0], 1);
+
+			TEST_ASSERT_EQ(node_free_pages(node, shifts[i]), free[node] - 1);
+			TEST_ASSERT_EQ(node_free_pages(other, shifts[i]), free[other]);
+
+			kvm_munmap(mem, psz);
+			close(fd);
+			TEST_ASSERT_EQ(node_free_pages(node, shifts[i]), free[node]);
+		}
+	}
+	kvm_vm_free(vm);
+}
+
 FIXTURE(gmem) {
 	struct kvm_vm *vm;
 	struct kvm_vcpu *vcpu;
@@ -298,11 +373,12 @@ FIXTURE_VARIANT_ADD(gmem, page_4k_shared) {
 	.size = SZ_64M,
 };
 
+/* 1 GiB of 2M pages: 512 2M mappings. */
 FIXTURE_VARIANT_ADD(gmem, page_2m_private) {
 	.vm_type = KVM_X86_SW_PROTECTED_VM,
 	.flags = GUEST_MEMFD_FLAG_HUGE_PAGES,
 	.page_shift = 21,
-	.size = SZ_64M,
+	.size = SZ_1G,
 	.private = true,
 };
 
@@ -381,7 +457,7 @@ static void bind_data(struct kvm_vcpu *vcpu, int fd, bool private, u64 offset,
 	if (private)
 		vm_mem_set_private(vm, DATA_GPA, size);
 	virt_map(vm, DATA_GPA, DATA_GPA, size / vm->page_size);
-	vcpu_args_set(vcpu, 2, DATA_GPA, size);
+	vcpu_args_set(vcpu, 3, DATA_GPA, size, !private);
 }
 
 static void assert_mappings(struct kvm_vm *vm, u64 nr_1g, u64 nr_2m, u64 min_4k)
@@ -422,10 +498,13 @@ TEST_F_TIMEOUT(gmem, guest_touches_every_page, GUEST_TEST_TIMEOUT)
 	/* Every huge page is in use, out of the file's reservation. */
 	assert_pools(&self->pools_before, variant->page_shift, -self->nr_huge, 0);
 
+	/* The host sees the guest's bytes, and the guest sees the host's. */
 	if (!variant->private) {
 		mem = kvm_mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd);
-		for (off = 0; off < size; off += PAGE_SIZE)
+		for (off = 0; off < size; off += PAGE_SIZE) {
 			TEST_ASSERT_EQ(mem[off / sizeof(*mem)], page_pattern(off));
+			mem[off / sizeof(*mem)] = host_pattern(off);
+		}
 		kvm_munmap(mem, size);
 	}
 
@@ -448,6 +527,17 @@ TEST_F_TIMEOUT(gmem, misaligned_binding_maps_smaller, GUEST_TEST_TIMEOUT)
 		assert_mappings(self->vm, 0, size / SZ_2M, 0);
 	else
 		assert_mappings(self->vm, 0, 0, size / PAGE_SIZE);
+
+	/* The guest's second pass expects the host's pattern on shared memory. */
+	if (!variant->private) {
+		u64 *mem = kvm_mmap(variant->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+				    self->fd);
+		u64 off;
+
+		for (off = 0; off < size; off += PAGE_SIZE)
+			mem[(offset + off) / sizeof(*mem)] = host_pattern(off);
+		kvm_munmap(mem, variant->size);
+	}
 
 	run_until(self->vcpu, UCALL_DONE);
 }
