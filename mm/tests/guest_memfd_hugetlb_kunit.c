@@ -181,8 +181,8 @@ static void folio_page_fill(struct folio *folio, unsigned long i)
 /*
  * Allocation takes a page from the file's reservation (free and reserved both
  * drop by one), hands out a zeroed folio of the pool's order even if its last
- * user dirtied it, stops at the file's size, and freeing restores the
- * reservation.
+ * user dirtied it, with its vmemmap still optimized (HVO), stops at the
+ * file's size, and freeing restores the reservation.
  */
 static void gmem_hugetlb_alloc_free_cycle(struct kunit *test)
 {
@@ -210,6 +210,10 @@ static void gmem_hugetlb_alloc_free_cycle(struct kunit *test)
 	KUNIT_EXPECT_TRUE(test, folio_page_is_zero(f1, last / 2));
 	KUNIT_EXPECT_TRUE(test, folio_page_is_zero(f1, last));
 	expect_pool(test, h, c, -1, 1);
+
+	/* HVO stays in effect: the tail pages' vmemmap is still freed. */
+	if (IS_ENABLED(CONFIG_HUGETLB_PAGE_OPTIMIZE_VMEMMAP_DEFAULT_ON))
+		KUNIT_EXPECT_TRUE(test, folio_test_hugetlb_vmemmap_optimized(f1));
 
 	/* Dirty it and give it back: the reservation is the file's again. */
 	folio_page_fill(f1, 0);
