@@ -68,12 +68,29 @@ selftests: headers
 check: all
 	@bash scripts/check.sh
 
+# Benchmarks: C programs built against the KVM selftest library (the objects
+# the selftests build left in build/selftests/lib), static, run in the test VM.
+KSFT_SRC := $(SRC)/tools/testing/selftests/kvm
+BENCH_CFLAGS := -Wall -Wstrict-prototypes -O2 -g -std=gnu99 -DCONFIG_64BIT \
+	-U_FORTIFY_SOURCE -fno-builtin-memcmp -fno-builtin-memcpy \
+	-fno-builtin-memset -fno-builtin-strnlen -fno-stack-protector -fno-PIE \
+	-fno-strict-aliasing -march=x86-64-v2 \
+	-I$(SRC)/tools/include -I$(SRC)/tools/arch/x86/include \
+	-I$(KSFT_SRC)/include -I$(KSFT_SRC)/include/x86 -I$(KSFT_SRC) \
+	-I$(SRC)/tools/testing/selftests -isystem $(HDR)/include
+BENCH_PROGS := $(BUILD)/bench/gmem_caps $(BUILD)/bench/fault_in
+
 $(BUILD)/bench/gmem_caps: bench/gmem_caps.c headers
 	@mkdir -p $(dir $@)
 	@gcc -static -O2 -Wall -isystem $(HDR)/include -o $@ $<
 
-bench: all $(BUILD)/bench/gmem_caps
-	@bash scripts/vm-run.sh 'sh bench/caps.sh'
+$(BUILD)/bench/fault_in: bench/fault_in.c selftests
+	@mkdir -p $(dir $@)
+	@gcc $(BENCH_CFLAGS) -static -no-pie -pthread -o $@ $< \
+		$$(find $(KSFT)/lib -name '*.o' | sort) -ldl
+
+bench: all $(BENCH_PROGS)
+	@bash scripts/bench.sh
 
 vm-run: all
 	@bash scripts/vm-run.sh '$(CMD)'

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# `make bench`: boot the test kernel, run bench/run.sh in it, and keep the
+# results (CSV) with the kernel and QEMU versions and the parameters in
+# results/DATE/.
+set -euo pipefail
+top=$(cd "$(dirname "$0")/.." && pwd)
+out=$top/build/bench-run
+dest=$top/results/$(date -u +%Y%m%dT%H%M%SZ)
+
+OUT=$out TIMEOUT=${TIMEOUT:-1800} "$top/scripts/vm-run.sh" \
+	"FAULT_IN_ARGS='${FAULT_IN_ARGS:-}' sh bench/run.sh"
+
+mkdir -p "$dest"
+cp "$out"/*.csv "$dest/"
+{
+	echo "kernel=$(cat "$top/build/kernelrelease")"
+	echo "qemu=$(qemu-system-x86_64 --version | head -n 1)"
+	echo "accel=${ACCEL:-tcg,thread=multi}"
+	echo "fault_in_args=${FAULT_IN_ARGS:-}"
+	echo "note=times under emulation compare only as ratios within one run"
+} >"$dest/params.txt"
+echo "bench: results in ${dest#"$top"/}"
