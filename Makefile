@@ -71,7 +71,7 @@ check: all
 # Benchmarks: C programs built against the KVM selftest library (the objects
 # the selftests build left in build/selftests/lib), static, run in the test VM.
 KSFT_SRC := $(SRC)/tools/testing/selftests/kvm
-BENCH_CFLAGS := -Wall -Wstrict-prototypes -O2 -g -std=gnu99 -DCONFIG_64BIT \
+BENCH_CFLAGS := -D_GNU_SOURCE -Wall -Wstrict-prototypes -O2 -g -std=gnu99 -DCONFIG_64BIT \
 	-U_FORTIFY_SOURCE -fno-builtin-memcmp -fno-builtin-memcpy \
 	-fno-builtin-memset -fno-builtin-strnlen -fno-stack-protector -fno-PIE \
 	-fno-strict-aliasing -march=x86-64-v2 \

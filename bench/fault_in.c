@@ -183,7 +183,7 @@ static void fault_in(const struct backing *b, u64 size, int nr_vcpus,
 
 static void usage(const char *prog)
 {
-	fprintf(stderr, "usage: %s [-s size_in_MiB] [-v vcpus] [-o csv_file]\n", prog);
+	fprintf(stderr, "%s [-s size_in_MiB] [-v vcpus] [-o csv_file]\n", prog);
 	exit(KSFT_FAIL);
 }
 
@@ -245,7 +245,8 @@ int main(int argc, char *argv[])
 	if (csv) {
 		out = fopen(csv, "w");
 		TEST_ASSERT(out, "fopen(%s)", csv);
-		fprintf(out, "backing,size_bytes,vcpus,pf_fixed,pf_taken,faults_per_gib,limit_per_gib,pages_1g,pages_2m,pages_4k,seconds,ratio_to_gmem_4k\n");
+		fputs("backing,size_bytes,vcpus,pf_fixed,pf_taken,faults_per_gib,", out);
+		fputs("limit_per_gib,pages_1g,pages_2m,pages_4k,seconds,ratio_to_gmem_4k\n", out);
 		for (i = 0; i < ARRAY_SIZE(backings); i++) {
 			const struct result *r = &results[i];
 

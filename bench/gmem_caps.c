@@ -12,6 +12,8 @@
 #include <unistd.h>
 #include <linux/kvm.h>
 
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
 struct cap {
 	const char *name;
 	long nr;
@@ -67,7 +69,7 @@ static void print_caps(const char *what, int fd)
 	unsigned int i;
 
 	printf("%s:\n", what);
-	for (i = 0; i < sizeof(caps) / sizeof(caps[0]); i++)
+	for (i = 0; i < ARRAY_SIZE(caps); i++)
 		print_cap(&caps[i], ioctl(fd, KVM_CHECK_EXTENSION, caps[i].nr));
 }
 
@@ -82,7 +84,7 @@ int main(void)
 		return 1;
 	}
 	print_caps("/dev/kvm", kvm);
-	for (i = 0; i < sizeof(vm_types) / sizeof(vm_types[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(vm_types); i++) {
 		char what[64];
 
 		vm = ioctl(kvm, KVM_CREATE_VM, vm_types[i].type);

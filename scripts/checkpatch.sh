@@ -6,7 +6,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 cp=$top/build/linux-7.3/scripts/checkpatch.pl
 cd "$top"
 rc=0
-files=$(git ls-files -co --exclude-standard -- '*.c' '*.h' | grep -v '^bench/')
+files=$(git ls-files -co --exclude-standard -- '*.c' '*.h')
 # shellcheck disable=SC2086
 perl "$cp" --no-tree --strict --terse -f $files || rc=1
 # The exported series (make series): commit messages and every hunk.
