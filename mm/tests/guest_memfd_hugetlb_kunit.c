@@ -103,19 +103,32 @@ static struct hstate *param_hstate(struct kunit *test, unsigned int *log2)
 	return h;
 }
 
+/*
+ * A file of two huge pages of the size under test; @h and @c are set to its
+ * pool and the pool's counts before the file was created.
+ */
+static struct gmem_hugetlb *create_two_page_file(struct kunit *test, struct hstate **h,
+						 struct pool_counts *c)
+{
+	struct gmem_hugetlb *gh;
+	unsigned int log2;
+
+	*h = param_hstate(test, &log2);
+	*c = read_pool(*h);
+
+	gh = gmem_hugetlb_create(log2, 2 * huge_page_size(*h));
+	KUNIT_ASSERT_FALSE(test, IS_ERR(gh));
+	return gh;
+}
+
 /* Creating reserves the whole file; destroying gives it all back. */
 static void gmem_hugetlb_create_reserves_file(struct kunit *test)
 {
 	struct gmem_hugetlb *gh;
 	struct pool_counts c;
-	unsigned int log2;
 	struct hstate *h;
 
-	h = param_hstate(test, &log2);
-	c = read_pool(h);
-
-	gh = gmem_hugetlb_create(log2, 2 * huge_page_size(h));
-	KUNIT_ASSERT_FALSE(test, IS_ERR(gh));
+	gh = create_two_page_file(test, &h, &c);
 	KUNIT_EXPECT_EQ(test, gmem_hugetlb_order(gh), huge_page_order(h));
 	expect_pool(test, h, c, 0, 2);
 
@@ -190,15 +203,10 @@ static void gmem_hugetlb_alloc_free_cycle(struct kunit *test)
 	struct gmem_hugetlb *gh;
 	struct pool_counts c;
 	unsigned long last;
-	unsigned int log2;
 	struct hstate *h;
 
-	h = param_hstate(test, &log2);
-	c = read_pool(h);
+	gh = create_two_page_file(test, &h, &c);
 	last = pages_per_huge_page(h) - 1;
-
-	gh = gmem_hugetlb_create(log2, 2 * huge_page_size(h));
-	KUNIT_ASSERT_FALSE(test, IS_ERR(gh));
 
 	f1 = gmem_hugetlb_alloc_folio(gh, numa_node_id(), NULL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(f1));
@@ -251,14 +259,9 @@ static void gmem_hugetlb_folio_outlives_file(struct kunit *test)
 	struct gmem_hugetlb *gh;
 	struct pool_counts c;
 	struct folio *folio;
-	unsigned int log2;
 	struct hstate *h;
 
-	h = param_hstate(test, &log2);
-	c = read_pool(h);
-
-	gh = gmem_hugetlb_create(log2, 2 * huge_page_size(h));
-	KUNIT_ASSERT_FALSE(test, IS_ERR(gh));
+	gh = create_two_page_file(test, &h, &c);
 	folio = gmem_hugetlb_alloc_folio(gh, numa_node_id(), NULL);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
 
