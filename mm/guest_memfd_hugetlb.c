@@ -157,17 +157,14 @@ VISIBLE_IF_KUNIT struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh,
 	long ret;
 
 	/*
-	 * 0: the page comes out of the subpool's own reservation. The subpool
-	 * reserves the whole file and each index is allocated once, so
-	 * anything else is a bug.
+	 * Beyond the file's size: -ENOMEM. Within it, the subpool's minimum
+	 * equals its maximum, so the page always comes out of the subpool's
+	 * own reservation (0: no global reservation to take).
 	 */
 	ret = hugepage_subpool_get_pages(gh->spool, 1);
 	if (ret < 0)
 		return ERR_PTR(-ENOMEM);
-	if (WARN_ON_ONCE(ret > 0)) {
-		hugepage_subpool_put_pages(gh->spool, 1);
-		return ERR_PTR(-ENOMEM);
-	}
+	VM_WARN_ON_ONCE(ret);
 
 	/*
 	 * The reservation is not per node: a 'bind' policy may allow only
