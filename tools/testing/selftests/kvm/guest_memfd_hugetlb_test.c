@@ -25,6 +25,7 @@
 #include <linux/falloc.h>
 #include <linux/sizes.h>
 
+#include "gmem_hugetlb_util.h"
 #include "kvm_util.h"
 #include "numaif.h"
 #include "processor.h"
@@ -34,108 +35,6 @@
 
 #define DATA_SLOT	10
 #define DATA_GPA	SZ_4G
-#define MAX_POOLS	8
-
-struct hugetlb_pool {
-	unsigned long kb;
-	unsigned long free, resv, surplus;
-};
-
-struct hugetlb_pools {
-	int nr;
-	struct hugetlb_pool pool[MAX_POOLS];
-};
-
-static unsigned long read_ulong(const char *path)
-{
-	unsigned long val;
-	FILE *f;
-
-	f = fopen(path, "r");
-	TEST_ASSERT(f, "fopen(%s)", path);
-	TEST_ASSERT_EQ(fscanf(f, "%lu", &val), 1);
-	fclose(f);
-	return val;
-}
-
-static unsigned long read_pool_count(const char *dir, const char *name)
-{
-	char path[PATH_MAX];
-
-	snprintf(path, sizeof(path), "/sys/kernel/mm/hugepages/%s/%s", dir, name);
-	return read_ulong(path);
-}
-
-/* Free, reserved and surplus pages of every hugetlb pool, by size. */
-static void read_hugetlb_pools(struct hugetlb_pools *pools)
-{
-	DIR *dir = opendir("/sys/kernel/mm/hugepages");
-	struct dirent *ent;
-
-	TEST_ASSERT(dir, "opendir(/sys/kernel/mm/hugepages)");
-	memset(pools, 0, sizeof(*pools));
-	while ((ent = readdir(dir))) {
-		struct hugetlb_pool *p = &pools->pool[pools->nr];
-
-		if (sscanf(ent->d_name, "hugepages-%lukB", &p->kb) != 1)
-			continue;
-		TEST_ASSERT(pools->nr < MAX_POOLS, "too many hugetlb pools");
-		p->free = read_pool_count(ent->d_name, "free_hugepages");
-		p->resv = read_pool_count(ent->d_name, "resv_hugepages");
-		p->surplus = read_pool_count(ent->d_name, "surplus_hugepages");
-		pools->nr++;
-	}
-	closedir(dir);
-}
-
-/*
- * Every pool is as in @before, but the pool of @page_shift pages, whose free
- * and reserved counts moved by @dfree and @dresv.
- */
-static void assert_pools(const struct hugetlb_pools *before,
-			 unsigned int page_shift, long dfree, long dresv)
-{
-	struct hugetlb_pools now;
-	int i, j;
-
-	read_hugetlb_pools(&now);
-	TEST_ASSERT_EQ(now.nr, before->nr);
-	for (i = 0; i < now.nr; i++) {
-		const struct hugetlb_pool *a = &now.pool[i], *b = NULL;
-		bool this_size = a->kb << 10 == 1ul << page_shift;
-		long df = this_size ? dfree : 0, dr = this_size ? dresv : 0;
-
-		for (j = 0; j < before->nr; j++)
-			if (before->pool[j].kb == a->kb)
-				b = &before->pool[j];
-		TEST_ASSERT(b, "hugetlb pool of %lukB appeared", a->kb);
-		TEST_ASSERT(a->free == b->free + df && a->resv == b->resv + dr &&
-			    a->surplus == b->surplus,
-			    "%lukB pool: free %lu -> %lu (expected %+ld), resv %lu -> %lu (expected %+ld), surplus %lu -> %lu",
-			    a->kb, b->free, a->free, df, b->resv, a->resv, dr,
-			    b->surplus, a->surplus);
-	}
-}
-
-static unsigned long pool_free_pages(unsigned int page_shift)
-{
-	char dir[64];
-
-	snprintf(dir, sizeof(dir), "hugepages-%lukB", (1ul << page_shift) >> 10);
-	return read_pool_count(dir, "free_hugepages") - read_pool_count(dir, "resv_hugepages");
-}
-
-static int __gmem_create(struct kvm_vm *vm, u64 size, u64 flags, u8 size_log2)
-{
-	struct kvm_create_guest_memfd args = {
-		.size = size,
-		.flags = flags,
-		.huge_page_size_log2 = size_log2,
-	};
-
-	return __vm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args);
-}
-
 static u64 page_pattern(u64 offset)
 {
 	return offset ^ 0x5a5a5a5a00000000ull;
@@ -217,12 +116,12 @@ TEST(huge_page_sizes_capability)
 static void expect_create_errno(struct kvm_vm *vm, const struct hugetlb_pools *pools,
 				int err, u64 size, u64 flags, u8 log2)
 {
-	int fd = __gmem_create(vm, size, flags, log2);
+	int fd = __gmem_create_huge(vm, size, flags, log2);
 
 	TEST_ASSERT(fd < 0 && errno == err,
 		    "size %#lx flags %#lx log2 %u: expected errno %d, got fd %d errno %d",
 		    size, flags, log2, err, fd, errno);
-	assert_pools(pools, 0, 0, 0);
+	assert_hugetlb_pools(pools, 0, 0, 0);
 }
 
 /* Each bad request fails with its errno and leaves the pools as they were. */
@@ -271,12 +170,12 @@ TEST(creation_errors)
 	args.size = 0;
 	TEST_ASSERT(__vm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args) < 0 && errno == EINVAL,
 		    "size 0 should fail with EINVAL");
-	assert_pools(&pools, 0, 0, 0);
+	assert_hugetlb_pools(&pools, 0, 0, 0);
 
 	/* More than the pool can reserve: -ENOMEM at creation. */
-	spare = pool_free_pages(21);
+	spare = hugetlb_pool_free_pages(21);
 	expect_create_errno(vm, &pools, ENOMEM, (spare + 1) * SZ_2M, huge, 21);
-	spare = pool_free_pages(30);
+	spare = hugetlb_pool_free_pages(30);
 	expect_create_errno(vm, &pools, ENOMEM, (spare + 1) * SZ_1G, huge, 30);
 
 	kvm_vm_free(vm);
@@ -289,7 +188,7 @@ static unsigned long node_free_pages(int node, unsigned int page_shift)
 	snprintf(path, sizeof(path),
 		 "/sys/devices/system/node/node%d/hugepages/hugepages-%lukB/free_hugepages",
 		 node, (1ul << page_shift) >> 10);
-	return read_ulong(path);
+	return read_sysfs_ulong(path);
 }
 
 /*
@@ -321,7 +220,7 @@ TEST(numa_bind_places_huge_pages)
 			TEST_ASSERT(free[node] >= 1, "no free %lukB page on node %d",
 				    psz >> 10, node);
 
-			fd = __gmem_create(vm, psz, flags, shifts[i]);
+			fd = __gmem_create_huge(vm, psz, flags, shifts[i]);
 			TEST_ASSERT(fd >= 0, "creating the guest_memfd failed, errno %d", errno);
 			mem = kvm_mmap(psz, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
 			kvm_mbind(mem, psz, MPOL_BIND, &nodemask, 8, 0);
@@ -431,19 +330,19 @@ FIXTURE_SETUP(gmem)
 		    variant->flags, "VM type %lu lacks guest_memfd flags %#llx",
 		    variant->vm_type, (unsigned long long)variant->flags);
 
-	self->fd = __gmem_create(self->vm, variant->size, variant->flags,
-				 huge ? variant->page_shift : 0);
+	self->fd = __gmem_create_huge(self->vm, variant->size, variant->flags,
+				      huge ? variant->page_shift : 0);
 	TEST_ASSERT(self->fd >= 0, "creating the guest_memfd failed, errno %d", errno);
 
 	/* The whole file is reserved at creation, nothing is used yet. */
-	assert_pools(&self->pools_before, variant->page_shift, 0, self->nr_huge);
+	assert_hugetlb_pools(&self->pools_before, variant->page_shift, 0, self->nr_huge);
 }
 
 FIXTURE_TEARDOWN(gmem)
 {
 	close(self->fd);
 	kvm_vm_free(self->vm);
-	assert_pools(&self->pools_before, 0, 0, 0);
+	assert_hugetlb_pools(&self->pools_before, 0, 0, 0);
 }
 
 /* Bind [offset, offset + size) of @fd at DATA_GPA and map it in the guest. */
@@ -496,7 +395,7 @@ TEST_F_TIMEOUT(gmem, guest_touches_every_page, GUEST_TEST_TIMEOUT)
 		assert_mappings(self->vm, 0, 0, size / PAGE_SIZE);
 	}
 	/* Every huge page is in use, out of the file's reservation. */
-	assert_pools(&self->pools_before, variant->page_shift, -self->nr_huge, 0);
+	assert_hugetlb_pools(&self->pools_before, variant->page_shift, -self->nr_huge, 0);
 
 	/* The host sees the guest's bytes, and the guest sees the host's. */
 	if (!variant->private) {
@@ -556,7 +455,7 @@ TEST_F_TIMEOUT(gmem, fallocate_and_punch_hole, GUEST_TEST_TIMEOUT)
 	u64 *mem = NULL;
 
 	TEST_ASSERT_EQ(fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 0, size), 0);
-	assert_pools(&self->pools_before, shift, -nr, 0);
+	assert_hugetlb_pools(&self->pools_before, shift, -nr, 0);
 
 	if (!variant->private) {
 		mem = kvm_mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd);
@@ -571,14 +470,14 @@ TEST_F_TIMEOUT(gmem, fallocate_and_punch_hole, GUEST_TEST_TIMEOUT)
 			    errno == EINVAL, "partial punch hole should fail with EINVAL");
 		TEST_ASSERT(fallocate(self->fd, FALLOC_FL_KEEP_SIZE, PAGE_SIZE, PAGE_SIZE) < 0 &&
 			    errno == EINVAL, "unaligned fallocate should fail with EINVAL");
-		assert_pools(&self->pools_before, shift, -nr, 0);
+		assert_hugetlb_pools(&self->pools_before, shift, -nr, 0);
 		if (mem)
 			TEST_ASSERT_EQ(mem[PAGE_SIZE / sizeof(*mem)], 0xaaaaaaaaaaaaaaaaull);
 	}
 
 	/* The last huge page (or 4K page) goes back to the file's reservation. */
 	TEST_ASSERT_EQ(fallocate(self->fd, punch, size - psz, psz), 0);
-	assert_pools(&self->pools_before, shift, -nr + !!nr, !!nr);
+	assert_hugetlb_pools(&self->pools_before, shift, -nr + !!nr, !!nr);
 	if (mem) {
 		TEST_ASSERT_EQ(mem[(size - psz) / sizeof(*mem)], 0);
 		TEST_ASSERT_EQ(mem[(size - 8) / sizeof(*mem)], 0);
@@ -590,13 +489,13 @@ TEST_F_TIMEOUT(gmem, fallocate_and_punch_hole, GUEST_TEST_TIMEOUT)
 	/* Allocating it again takes it again; a repeat is a no-op. */
 	TEST_ASSERT_EQ(fallocate(self->fd, FALLOC_FL_KEEP_SIZE, size - psz, psz), 0);
 	TEST_ASSERT_EQ(fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 0, size), 0);
-	assert_pools(&self->pools_before, shift, -nr, 0);
+	assert_hugetlb_pools(&self->pools_before, shift, -nr, 0);
 
 	/* Everything back. */
 	if (mem)
 		kvm_munmap(mem, size);
 	TEST_ASSERT_EQ(fallocate(self->fd, punch, 0, size), 0);
-	assert_pools(&self->pools_before, shift, 0, nr);
+	assert_hugetlb_pools(&self->pools_before, shift, 0, nr);
 }
 
 #define NR_RACERS	8
@@ -658,8 +557,8 @@ TEST_F(gmem, concurrent_allocation_in_one_huge_page)
 	pthread_barrier_destroy(&barrier);
 
 	/* One huge page in use, the rest of the file still reserved. */
-	assert_pools(&self->pools_before, variant->page_shift,
-		     -!!self->nr_huge, self->nr_huge - !!self->nr_huge);
+	assert_hugetlb_pools(&self->pools_before, variant->page_shift,
+			     -!!self->nr_huge, self->nr_huge - !!self->nr_huge);
 
 	if (mem) {
 		for (i = 0; i < NR_RACERS; i++)

@@ -1,0 +1,719 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * In-place conversion of guest_memfd between shared and private: the
+ * KVM_SET_MEMORY_ATTRIBUTES2 ioctl on the file, in a software-protected VM,
+ * for an order-0 file (the baseline) and files of 2M and 1G hugetlb pages.
+ *
+ * The guest and the host take turns on the same pages: what one wrote before
+ * a conversion, the other reads after it.  The host can map shared pages only;
+ * a private page gets it SIGBUS and cannot be pinned.  KVM maps the largest
+ * aligned block whose shareability is uniform, so the binary stats show
+ * exactly how many mappings of each level a touch of the whole region makes.
+ * A bad request fails with its errno and changes nothing (fdinfo reports the
+ * file's shareability), a page the host still holds makes conversion to
+ * private fail with EAGAIN at that page, and the hugetlb pools are exact
+ * after every test.
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/uio.h>
+
+#include <linux/sizes.h>
+
+#include "gmem_hugetlb_util.h"
+#include "kvm_util.h"
+#include "processor.h"
+#include "test_util.h"
+#include "ucall_common.h"
+#include "kselftest_harness.h"
+
+#define DATA_SLOT	10
+#define DATA_GPA	SZ_4G
+#define PRIVATE		KVM_MEMORY_ATTRIBUTE_PRIVATE
+
+/* What the guest does when it is next run: one command over a range. */
+enum guest_op {
+	OP_NOP,
+	OP_WRITE,	/* write each page's tag */
+	OP_CHECK,	/* assert each page holds its tag */
+	OP_TOUCH,	/* read each page */
+	OP_CHECK_LOOP,	/* OP_CHECK, until the host clears @loop */
+};
+
+struct guest_cmd {
+	u64 op;
+	u64 offset;	/* into the data region */
+	u64 size;
+	u64 tag;
+	u64 loop;
+};
+
+static struct guest_cmd cmd;
+
+/* The first 8 bytes of the page at @offset, written under @tag. */
+static u64 page_tag(u64 offset, u64 tag)
+{
+	return (offset * 0x9e3779b97f4a7c15ull) ^ tag;
+}
+
+static void guest_code(void)
+{
+	u64 off, end;
+
+	for (;;) {
+		GUEST_SYNC(0);
+		end = cmd.offset + cmd.size;
+		do {
+			for (off = cmd.offset; off < end; off += PAGE_SIZE) {
+				u64 *p = (u64 *)(DATA_GPA + off);
+
+				switch (cmd.op) {
+				case OP_WRITE:
+					WRITE_ONCE(*p, page_tag(off, cmd.tag));
+					break;
+				case OP_CHECK:
+				case OP_CHECK_LOOP:
+					GUEST_ASSERT_EQ(READ_ONCE(*p), page_tag(off, cmd.tag));
+					break;
+				case OP_TOUCH:
+					(void)READ_ONCE(*p);
+					break;
+				}
+			}
+		} while (cmd.op == OP_CHECK_LOOP && READ_ONCE(cmd.loop));
+	}
+}
+
+/* Run until the guest asks for its next command, letting KVM's races pass. */
+static void vcpu_run_to_sync(struct kvm_vcpu *vcpu)
+{
+	struct ucall uc;
+	int r;
+
+	do {
+		r = _vcpu_run(vcpu);
+		/* A fault that raced a conversion exits; the guest retries. */
+	} while (r && errno == EFAULT &&
+		 vcpu->run->exit_reason == KVM_EXIT_MEMORY_FAULT);
+	TEST_ASSERT(!r, "KVM_RUN failed, errno %d, exit reason %u", errno,
+		    vcpu->run->exit_reason);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
+
+	switch (get_ucall(vcpu, &uc)) {
+	case UCALL_SYNC:
+		break;
+	case UCALL_ABORT:
+		REPORT_GUEST_ASSERT(uc);
+		break;
+	default:
+		TEST_FAIL("unexpected ucall %lu", uc.cmd);
+	}
+}
+
+static void guest_do(struct kvm_vcpu *vcpu, enum guest_op op, u64 offset,
+		     u64 size, u64 tag)
+{
+	cmd = (struct guest_cmd) {
+		.op = op, .offset = offset, .size = size, .tag = tag,
+	};
+	sync_global_to_guest(vcpu->vm, cmd);
+	vcpu_run_to_sync(vcpu);
+}
+
+/* What /proc/self/fdinfo/<fd> says about a guest_memfd. */
+struct gmem_fdinfo {
+	u64 flags;
+	u64 page_size;
+	u64 private_pages;
+	u64 shared_pages;
+	u64 shareability_ranges;
+	u64 huge_folios;
+};
+
+/* Parse the guest_memfd lines of /proc/self/fdinfo/@fd. */
+static void read_gmem_fdinfo(int fd, struct gmem_fdinfo *info)
+{
+	static const struct {
+		const char *key;
+		size_t offset;
+	} fields[] = {
+		{ "gmem_flags:", offsetof(struct gmem_fdinfo, flags) },
+		{ "gmem_page_size:", offsetof(struct gmem_fdinfo, page_size) },
+		{ "gmem_private_pages:", offsetof(struct gmem_fdinfo, private_pages) },
+		{ "gmem_shared_pages:", offsetof(struct gmem_fdinfo, shared_pages) },
+		{ "gmem_shareability_ranges:", offsetof(struct gmem_fdinfo, shareability_ranges) },
+		{ "gmem_huge_folios:", offsetof(struct gmem_fdinfo, huge_folios) },
+	};
+	char path[64], key[64], line[256];
+	unsigned long long val;
+	int i, found = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	f = fopen(path, "r");
+	TEST_ASSERT(f, "fopen(%s)", path);
+	memset(info, 0, sizeof(*info));
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63s %lli", key, &val) != 2)
+			continue;
+		for (i = 0; i < ARRAY_SIZE(fields); i++) {
+			if (strcmp(key, fields[i].key))
+				continue;
+			*(u64 *)((char *)info + fields[i].offset) = val;
+			found++;
+		}
+	}
+	fclose(f);
+	TEST_ASSERT_EQ(found, ARRAY_SIZE(fields));
+}
+
+static int __convert(int fd, struct kvm_memory_attributes2 *args)
+{
+	return ioctl(fd, KVM_SET_MEMORY_ATTRIBUTES2, args);
+}
+
+static void convert(int fd, u64 offset, u64 size, u64 attributes)
+{
+	struct kvm_memory_attributes2 args = {
+		.offset = offset, .size = size, .attributes = attributes,
+	};
+	int r;
+
+	/* A fault in flight holds an order-0 page for a moment: retry. */
+	do {
+		r = __convert(fd, &args);
+	} while (r && errno == EAGAIN);
+	TEST_ASSERT(!r, "converting [%#lx, +%#lx) to %s failed, errno %d",
+		    offset, size, attributes ? "private" : "shared", errno);
+}
+
+static sigjmp_buf sigbus_jmp;
+
+static void sigbus_handler(int sig)
+{
+	siglongjmp(sigbus_jmp, 1);
+}
+
+/* Whether reading @p from the host gets SIGBUS. */
+static bool host_read_faults(u64 *p)
+{
+	struct sigaction sa = { .sa_handler = sigbus_handler }, old;
+
+	sigaction(SIGBUS, &sa, &old);
+	if (sigsetjmp(sigbus_jmp, 1)) {
+		sigaction(SIGBUS, &old, NULL);
+		return true;
+	}
+	(void)READ_ONCE(*p);
+	sigaction(SIGBUS, &old, NULL);
+	return false;
+}
+
+static bool vm_type_supported(unsigned long vm_type)
+{
+	return kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(vm_type);
+}
+
+/*
+ * In-place conversion is offered to software-protected VMs, whose private
+ * memory is plain memory, for files the host can map.
+ */
+TEST(conversion_support)
+{
+	struct kvm_memory_attributes2 args = { .size = PAGE_SIZE };
+	const struct vm_shape protected = {
+		.mode = VM_MODE_DEFAULT,
+		.type = KVM_X86_SW_PROTECTED_VM,
+	};
+	struct kvm_vm *vm;
+	int fd;
+
+	TEST_REQUIRE(vm_type_supported(KVM_X86_SW_PROTECTED_VM));
+	TEST_ASSERT_EQ(kvm_check_cap(KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES), 0);
+
+	vm = vm_create_barebones();
+	TEST_ASSERT_EQ(vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES), 0);
+	fd = vm_create_guest_memfd(vm, SZ_2M, GUEST_MEMFD_FLAG_MMAP |
+				   GUEST_MEMFD_FLAG_INIT_SHARED);
+	TEST_ASSERT(__convert(fd, &args) && errno == EOPNOTSUPP,
+		    "a default VM's guest_memfd must not convert, errno %d", errno);
+	close(fd);
+	kvm_vm_free(vm);
+
+	vm = vm_create_barebones_type(protected.type);
+	TEST_ASSERT_EQ(vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES),
+		       PRIVATE);
+	/* Without GUEST_MEMFD_FLAG_MMAP, shared memory lives elsewhere. */
+	fd = vm_create_guest_memfd(vm, SZ_2M, 0);
+	TEST_ASSERT(__convert(fd, &args) && errno == EOPNOTSUPP,
+		    "a guest_memfd without mmap must not convert, errno %d", errno);
+	close(fd);
+	fd = vm_create_guest_memfd(vm, SZ_2M, GUEST_MEMFD_FLAG_MMAP);
+	TEST_ASSERT_EQ(__convert(fd, &args), 0);
+	close(fd);
+	kvm_vm_free(vm);
+}
+
+FIXTURE(conv) {
+	struct kvm_vm *vm;
+	struct kvm_vcpu *vcpu;
+	struct hugetlb_pools pools_before;
+	u64 size, page_size;
+	u64 *mem;	/* the host's mapping of the whole file */
+	int fd;
+};
+
+FIXTURE_VARIANT(conv) {
+	unsigned int page_shift;
+	u64 size;
+};
+
+FIXTURE_VARIANT_ADD(conv, page_4k) {
+	.page_shift = 12,
+	.size = SZ_4M,
+};
+
+FIXTURE_VARIANT_ADD(conv, page_2m) {
+	.page_shift = 21,
+	.size = SZ_8M,
+};
+
+FIXTURE_VARIANT_ADD(conv, page_1g) {
+	.page_shift = 30,
+	.size = SZ_1G,
+};
+
+FIXTURE_SETUP(conv)
+{
+	const struct vm_shape shape = {
+		.mode = VM_MODE_DEFAULT,
+		.type = KVM_X86_SW_PROTECTED_VM,
+	};
+	bool huge = variant->page_shift > 12;
+	u64 flags = GUEST_MEMFD_FLAG_MMAP;
+	int level;
+
+	TEST_REQUIRE(vm_type_supported(KVM_X86_SW_PROTECTED_VM));
+
+	/* No THP: every huge stage-2 mapping in the stats is guest_memfd's. */
+	TEST_ASSERT_EQ(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0), 0);
+
+	self->size = variant->size;
+	self->page_size = 1ull << variant->page_shift;
+	read_hugetlb_pools(&self->pools_before);
+
+	self->vm = __vm_create_shape_with_one_vcpu(shape, &self->vcpu,
+						   self->size / PAGE_SIZE, guest_code);
+	if (huge)
+		flags |= GUEST_MEMFD_FLAG_HUGE_PAGES;
+	self->fd = __gmem_create_huge(self->vm, self->size, flags,
+				      huge ? variant->page_shift : 0);
+	TEST_ASSERT(self->fd >= 0, "creating the guest_memfd failed, errno %d", errno);
+
+	vm_set_user_memory_region2(self->vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD,
+				   DATA_GPA, self->size, NULL, self->fd, 0);
+	/* Big guest pages: no guest page table pages to fault in on the way. */
+	level = self->size % SZ_1G == 0 ? PG_LEVEL_1G : PG_LEVEL_2M;
+	virt_map_level(self->vm, DATA_GPA, DATA_GPA, self->size, level);
+
+	self->mem = kvm_mmap(self->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			     self->fd);
+
+	/* To the guest's command loop. */
+	vcpu_run_to_sync(self->vcpu);
+}
+
+FIXTURE_TEARDOWN(conv)
+{
+	kvm_munmap(self->mem, self->size);
+	close(self->fd);
+	kvm_vm_free(self->vm);
+	assert_hugetlb_pools(&self->pools_before, 0, 0, 0);
+}
+
+#define host_page(self, offset)	(&(self)->mem[(offset) / sizeof(u64)])
+
+static void assert_shareability(int fd, u64 private_pages, u64 shared_pages,
+				u64 ranges)
+{
+	struct gmem_fdinfo info;
+
+	read_gmem_fdinfo(fd, &info);
+	TEST_ASSERT(info.private_pages == private_pages &&
+		    info.shared_pages == shared_pages &&
+		    info.shareability_ranges == ranges,
+		    "fdinfo: %lu private, %lu shared pages in %lu ranges; expected %lu, %lu in %lu",
+		    info.private_pages, info.shared_pages, info.shareability_ranges,
+		    private_pages, shared_pages, ranges);
+}
+
+/*
+ * Where a few pages straddle the middle of the first huge page (or of the
+ * file, if it has no huge pages).
+ */
+static u64 middle_offset(u64 file_size, u64 page_size)
+{
+	u64 unit = page_size > PAGE_SIZE ? page_size : file_size;
+
+	return unit / 2 - 3 * PAGE_SIZE;
+}
+
+/*
+ * Private pages are the guest's: the host gets SIGBUS.  Converted to shared,
+ * the host reads what the guest wrote; converted back, the guest reads what
+ * the host wrote.  Nothing outside the range changes.
+ */
+TEST_F(conv, contents_survive_conversion)
+{
+	u64 npages = self->size / PAGE_SIZE, off;
+	u64 start = middle_offset(self->size, self->page_size), len = 5 * PAGE_SIZE;
+
+	assert_shareability(self->fd, npages, 0, 1);
+	guest_do(self->vcpu, OP_WRITE, 0, self->size, 1);
+	TEST_ASSERT(host_read_faults(host_page(self, start)),
+		    "the host read a private page");
+
+	convert(self->fd, start, len, 0);
+	assert_shareability(self->fd, npages - 5, 5, 3);
+	for (off = start; off < start + len; off += PAGE_SIZE) {
+		TEST_ASSERT_EQ(*host_page(self, off), page_tag(off, 1));
+		*host_page(self, off) = page_tag(off, 2);
+	}
+	TEST_ASSERT(host_read_faults(host_page(self, start - PAGE_SIZE)),
+		    "the host read the private page before the range");
+	TEST_ASSERT(host_read_faults(host_page(self, start + len)),
+		    "the host read the private page after the range");
+
+	/* The guest sees the host's bytes while shared, and after. */
+	guest_do(self->vcpu, OP_CHECK, start, len, 2);
+	convert(self->fd, start, len, PRIVATE);
+	assert_shareability(self->fd, npages, 0, 1);
+	TEST_ASSERT(host_read_faults(host_page(self, start)),
+		    "the host read a page converted back to private");
+	guest_do(self->vcpu, OP_CHECK, 0, start, 1);
+	guest_do(self->vcpu, OP_CHECK, start, len, 2);
+	guest_do(self->vcpu, OP_CHECK, start + len, self->size - start - len, 1);
+}
+
+static void assert_mappings(struct kvm_vm *vm, u64 nr_1g, u64 nr_2m, u64 nr_4k)
+{
+	u64 pages_1g = vm_get_stat(vm, pages_1g);
+	u64 pages_2m = vm_get_stat(vm, pages_2m);
+	u64 pages_4k = vm_get_stat(vm, pages_4k);
+
+	pr_info("stage-2 mappings: 1G: %lu, 2M: %lu, 4K: %lu\n",
+		pages_1g, pages_2m, pages_4k);
+	TEST_ASSERT_EQ(pages_1g, nr_1g);
+	TEST_ASSERT_EQ(pages_2m, nr_2m);
+	TEST_ASSERT_EQ(pages_4k, nr_4k);
+}
+
+/* Touching 1 GiB page by page takes a while under emulation. */
+#define GUEST_TEST_TIMEOUT	300
+
+/*
+ * One 4K page made shared in a huge page costs the huge mapping of its
+ * smallest enclosing block only: the other blocks are mapped at the next
+ * level down (511 2M mappings for a 1G page, plus 512 4K ones).  Made private
+ * again, the whole huge page is mapped at its size again.
+ */
+TEST_F_TIMEOUT(conv, mapping_levels_follow_shareability, GUEST_TEST_TIMEOUT)
+{
+	u64 nr_1g = 0, nr_2m = 0, base_4k, split_2m, split_4k;
+	u64 page = self->size / 2 + 5 * PAGE_SIZE;
+
+	/* The VM's own memory is mapped at 4K; count it once. */
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	base_4k = vm_get_stat(self->vm, pages_4k);
+	switch (variant->page_shift) {
+	case 30:
+		nr_1g = self->size / SZ_1G;
+		split_2m = SZ_1G / SZ_2M - 1;
+		split_4k = base_4k + SZ_2M / PAGE_SIZE;
+		break;
+	case 21:
+		nr_2m = self->size / SZ_2M;
+		split_2m = nr_2m - 1;
+		split_4k = base_4k + SZ_2M / PAGE_SIZE;
+		break;
+	default:
+		split_2m = 0;
+		split_4k = base_4k;
+	}
+	assert_mappings(self->vm, nr_1g, nr_2m, base_4k);
+
+	convert(self->fd, page, PAGE_SIZE, 0);
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	assert_mappings(self->vm, 0, split_2m, split_4k);
+
+	convert(self->fd, page, PAGE_SIZE, PRIVATE);
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	assert_mappings(self->vm, nr_1g, nr_2m, base_4k);
+}
+
+static void assert_convert_errno(int fd, const struct hugetlb_pools *pools,
+				 struct kvm_memory_attributes2 *args, int err)
+{
+	struct gmem_fdinfo before, after;
+	int r;
+
+	read_gmem_fdinfo(fd, &before);
+	r = __convert(fd, args);
+	TEST_ASSERT(r && errno == err,
+		    "offset %#llx size %#llx attributes %#llx flags %#llx: expected errno %d, got %d/%d",
+		    args->offset, args->size, args->attributes, args->flags,
+		    err, r, errno);
+	read_gmem_fdinfo(fd, &after);
+	TEST_ASSERT(!memcmp(&before, &after, sizeof(before)),
+		    "a failed conversion changed the file's shareability");
+	assert_hugetlb_pools(pools, 0, 0, 0);
+}
+
+/* Each bad request fails with EINVAL and changes nothing. */
+TEST_F(conv, bad_requests_change_nothing)
+{
+	const u64 size = self->size, start = middle_offset(self->size, self->page_size);
+	const struct kvm_memory_attributes2 good = {
+		.offset = start, .size = PAGE_SIZE, .attributes = PRIVATE,
+	};
+	const struct {
+		const char *what;
+		u64 offset, size, attributes, flags;
+		int reserved;	/* index of a non-zero reserved word, or -1 */
+	} bad[] = {
+		{ "unaligned offset", start + 1, PAGE_SIZE, PRIVATE, 0, -1 },
+		{ "half-page offset", start + PAGE_SIZE / 2, PAGE_SIZE, PRIVATE, 0, -1 },
+		{ "unaligned size", start, PAGE_SIZE + 8, PRIVATE, 0, -1 },
+		{ "zero size", start, 0, PRIVATE, 0, -1 },
+		{ "starts at the end", size, PAGE_SIZE, PRIVATE, 0, -1 },
+		{ "runs past the end", size - PAGE_SIZE, 2 * PAGE_SIZE, PRIVATE, 0, -1 },
+		{ "wraps around", -PAGE_SIZE, 2 * PAGE_SIZE, PRIVATE, 0, -1 },
+		{ "huge size", 0, -PAGE_SIZE, PRIVATE, 0, -1 },
+		{ "unknown attribute", start, PAGE_SIZE, BIT(0), 0, -1 },
+		{ "private and unknown", start, PAGE_SIZE, PRIVATE | BIT(63), 0, -1 },
+		{ "flags", start, PAGE_SIZE, PRIVATE, 1, -1 },
+		{ "high flag", start, PAGE_SIZE, PRIVATE, BIT(63), -1 },
+		{ "first reserved word", start, PAGE_SIZE, PRIVATE, 0, 0 },
+		{ "last reserved word", start, PAGE_SIZE, PRIVATE, 0, 10 },
+	};
+	struct kvm_memory_attributes2 args;
+	struct hugetlb_pools pools;
+	int i;
+
+	/* Something to change: a shared page in a private file. */
+	convert(self->fd, start, PAGE_SIZE, 0);
+	read_hugetlb_pools(&pools);
+
+	for (i = 0; i < ARRAY_SIZE(bad); i++) {
+		memset(&args, 0, sizeof(args));
+		args.offset = bad[i].offset;
+		args.size = bad[i].size;
+		args.attributes = bad[i].attributes;
+		args.flags = bad[i].flags;
+		if (bad[i].reserved >= 0)
+			args.reserved[bad[i].reserved] = 1;
+		pr_info("bad request: %s\n", bad[i].what);
+		assert_convert_errno(self->fd, &pools, &args, EINVAL);
+	}
+
+	/* The good request works, and repeating it is a no-op that succeeds. */
+	args = good;
+	TEST_ASSERT_EQ(__convert(self->fd, &args), 0);
+	assert_shareability(self->fd, size / PAGE_SIZE, 0, 1);
+	TEST_ASSERT_EQ(__convert(self->fd, &args), 0);
+	assert_shareability(self->fd, size / PAGE_SIZE, 0, 1);
+}
+
+/*
+ * vmsplice() pins the pages it takes (GUP).  Private pages cannot be pinned.
+ * A pinned shared order-0 page makes conversion to private fail with EAGAIN
+ * and error_offset at that page, changing nothing, until the pipe lets go.
+ * Huge pages are mapped into the host by PFN, which cannot be pinned either.
+ */
+TEST_F(conv, host_references_block_private)
+{
+	u64 start = middle_offset(self->size, self->page_size), pinned = start + 2 * PAGE_SIZE;
+	u64 npages = self->size / PAGE_SIZE;
+	struct kvm_memory_attributes2 args = {
+		.offset = start, .size = 5 * PAGE_SIZE, .attributes = PRIVATE,
+	};
+	struct iovec iov = { .iov_len = PAGE_SIZE };
+	char buf[PAGE_SIZE];
+	int pipefd[2];
+	ssize_t r;
+
+	TEST_ASSERT_EQ(pipe(pipefd), 0);
+
+	iov.iov_base = host_page(self, pinned);
+	TEST_ASSERT(vmsplice(pipefd[1], &iov, 1, 0) < 0 && errno == EFAULT,
+		    "vmsplice() of a private page: expected EFAULT, errno %d", errno);
+
+	convert(self->fd, pinned, PAGE_SIZE, 0);
+	*host_page(self, pinned) = page_tag(pinned, 3);
+	r = vmsplice(pipefd[1], &iov, 1, 0);
+	if (variant->page_shift > 12) {
+		TEST_ASSERT(r < 0 && errno == EFAULT,
+			    "vmsplice() of a PFN-mapped huge page: expected EFAULT, got %zd/%d",
+			    r, errno);
+		/* Mapped but not pinned: conversion zaps the mapping. */
+		TEST_ASSERT_EQ(__convert(self->fd, &args), 0);
+		assert_shareability(self->fd, npages, 0, 1);
+		goto out;
+	}
+	TEST_ASSERT_EQ(r, PAGE_SIZE);
+
+	args.error_offset = -1ull;
+	TEST_ASSERT(__convert(self->fd, &args) && errno == EAGAIN,
+		    "converting a pinned page: expected EAGAIN, errno %d", errno);
+	TEST_ASSERT_EQ(args.error_offset, pinned);
+	assert_shareability(self->fd, npages - 1, 1, 3);
+	TEST_ASSERT_EQ(*host_page(self, pinned), page_tag(pinned, 3));
+
+	/* Reading the pipe drops the pin; then the conversion goes through. */
+	TEST_ASSERT_EQ(read(pipefd[0], buf, sizeof(buf)), PAGE_SIZE);
+	TEST_ASSERT_EQ(*(u64 *)buf, page_tag(pinned, 3));
+	convert(self->fd, start, 5 * PAGE_SIZE, PRIVATE);
+	assert_shareability(self->fd, npages, 0, 1);
+	TEST_ASSERT(host_read_faults(host_page(self, pinned)),
+		    "the host read a page converted to private");
+out:
+	guest_do(self->vcpu, OP_CHECK, pinned, PAGE_SIZE, 3);
+	close(pipefd[0]);
+	close(pipefd[1]);
+}
+
+struct converter {
+	int fd;
+	u64 offset, size;
+	int rounds;
+	u64 *guest_loop;	/* the guest's cmd.loop */
+};
+
+static void *convert_back_and_forth(void *arg)
+{
+	struct converter *c = arg;
+	int i;
+
+	for (i = 0; i < c->rounds; i++)
+		convert(c->fd, c->offset, c->size, i % 2 ? PRIVATE : 0);
+	WRITE_ONCE(*c->guest_loop, 0);
+	return NULL;
+}
+
+/*
+ * The guest keeps reading pages while the host converts them back and forth:
+ * it always reads its own bytes, whatever the shareability of the moment.
+ */
+TEST_F_TIMEOUT(conv, guest_reads_while_converting, GUEST_TEST_TIMEOUT)
+{
+	struct converter c = {
+		.fd = self->fd, .offset = middle_offset(self->size, self->page_size),
+		.size = 4 * PAGE_SIZE, .rounds = 200,
+	};
+	pthread_t thread;
+
+	guest_do(self->vcpu, OP_WRITE, 0, self->size, 4);
+
+	cmd = (struct guest_cmd) {
+		.op = OP_CHECK_LOOP, .offset = c.offset - 2 * PAGE_SIZE,
+		.size = c.size + 4 * PAGE_SIZE, .tag = 4, .loop = 1,
+	};
+	sync_global_to_guest(self->vm, cmd);
+	c.guest_loop = addr_gva2hva(self->vm, (gva_t)&cmd.loop);
+
+	pthread_create(&thread, NULL, convert_back_and_forth, &c);
+	vcpu_run_to_sync(self->vcpu);
+	pthread_join(thread, NULL);
+
+	assert_shareability(self->fd, self->size / PAGE_SIZE, 0, 1);
+	guest_do(self->vcpu, OP_CHECK, 0, self->size, 4);
+}
+
+/* The number of maximal runs of equal values in @shared[0..@n). */
+static u64 count_runs(const u8 *shared, u64 n)
+{
+	u64 i, runs = !!n;
+
+	for (i = 1; i < n; i++)
+		runs += shared[i] != shared[i - 1];
+	return runs;
+}
+
+/*
+ * Seeded random conversions, checked against a model after each step: the
+ * side that owns the range afterwards reads what was written before, and
+ * fdinfo's counts (pages and ranges) match the model's.  At the end the whole
+ * file is private again and is mapped at its page size.
+ */
+TEST_F_TIMEOUT(conv, random_conversions_match_model, GUEST_TEST_TIMEOUT)
+{
+	u64 npages = self->size / PAGE_SIZE, huge = self->page_size / PAGE_SIZE;
+	unsigned int seed = getenv("SEED") ? atoi(getenv("SEED")) : time(NULL);
+	u64 step, first, nr, i, nr_shared = 0;
+	u8 *shared = calloc(npages, 1);
+
+	TEST_ASSERT(shared, "calloc");
+	pr_info("seed %u (SEED=%u reproduces this run)\n", seed, seed);
+	srandom(seed);
+
+	for (step = 1; step <= 40; step++) {
+		u64 attributes = random() % 2 ? PRIVATE : 0;
+		u64 tag = step << 32 | seed;
+
+		switch (random() % 4) {
+		case 0:		/* a whole huge page */
+			first = random() % (npages / huge) * huge;
+			nr = huge;
+			break;
+		case 1:		/* up to two 2M pages' worth, anywhere */
+			first = random() % npages;
+			nr = 1 + random() % (2 * min_t(u64, huge, 512));
+			break;
+		default:	/* a few pages */
+			first = random() % npages;
+			nr = 1 + random() % 3;
+		}
+		nr = min(nr, npages - first);
+
+		guest_do(self->vcpu, OP_WRITE, first * PAGE_SIZE, nr * PAGE_SIZE, tag);
+		convert(self->fd, first * PAGE_SIZE, nr * PAGE_SIZE, attributes);
+		for (i = first; i < first + nr; i++) {
+			nr_shared += !attributes - shared[i];
+			shared[i] = !attributes;
+		}
+
+		if (attributes) {
+			guest_do(self->vcpu, OP_CHECK, first * PAGE_SIZE,
+				 nr * PAGE_SIZE, tag);
+			TEST_ASSERT(host_read_faults(host_page(self, first * PAGE_SIZE)),
+				    "step %lu: the host read a private page", step);
+		} else {
+			/* The ends and a sample in between. */
+			for (i = 0; i < min_t(u64, nr, 64); i++) {
+				u64 off = (first + (i < 2 ? i * (nr - 1) :
+						    random() % nr)) * PAGE_SIZE;
+
+				TEST_ASSERT_EQ(*host_page(self, off), page_tag(off, tag));
+			}
+		}
+		assert_shareability(self->fd, npages - nr_shared, nr_shared,
+				    count_runs(shared, npages));
+	}
+
+	convert(self->fd, 0, self->size, PRIVATE);
+	assert_shareability(self->fd, npages, 0, 1);
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	TEST_ASSERT_EQ(vm_get_stat(self->vm, pages_1g),
+		       variant->page_shift == 30 ? self->size / SZ_1G : 0);
+	TEST_ASSERT_EQ(vm_get_stat(self->vm, pages_2m),
+		       variant->page_shift == 21 ? self->size / SZ_2M : 0);
+	free(shared);
+}
+
+TEST_HARNESS_MAIN
