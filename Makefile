@@ -78,13 +78,13 @@ BENCH_CFLAGS := -D_GNU_SOURCE -Wall -Wstrict-prototypes -O2 -g -std=gnu99 -DCONF
 	-I$(SRC)/tools/include -I$(SRC)/tools/arch/x86/include \
 	-I$(KSFT_SRC)/include -I$(KSFT_SRC)/include/x86 -I$(KSFT_SRC) \
 	-I$(SRC)/tools/testing/selftests -isystem $(HDR)/include
-BENCH_PROGS := $(BUILD)/bench/gmem_caps $(BUILD)/bench/fault_in
+BENCH_PROGS := $(BUILD)/bench/gmem_caps $(BUILD)/bench/fault_in $(BUILD)/bench/convert
 
 $(BUILD)/bench/gmem_caps: bench/gmem_caps.c headers
 	@mkdir -p $(dir $@)
 	@gcc -static -O2 -Wall -isystem $(HDR)/include -o $@ $<
 
-$(BUILD)/bench/fault_in: bench/fault_in.c selftests
+$(BUILD)/bench/%: bench/%.c selftests
 	@mkdir -p $(dir $@)
 	@gcc $(BENCH_CFLAGS) -static -no-pie -pthread -o $@ $< \
 		$$(find $(KSFT)/lib -name '*.o' | sort) -ldl
