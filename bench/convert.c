@@ -364,9 +364,8 @@ static void bench_patterns(const struct backing *b, u64 size)
 	vm_ctx_destroy(&c);
 	TEST_ASSERT_EQ(pool_count(b->page_shift, "free_hugepages"), free0);
 	TEST_ASSERT_EQ(pool_count(b->page_shift, "resv_hugepages"), resv0);
-	printf("%-15s hugetlb pool free/reserved pages: before %lu/%lu, "
-	       "pattern shared (file allocated) %lu/%lu, after close %lu/%lu\n",
-	       b->name, free0, resv0, free1, resv1,
+	printf("%-15s hugetlb pool free/reserved: before %lu/%lu, ", b->name, free0, resv0);
+	printf("pattern shared %lu/%lu, after close %lu/%lu\n", free1, resv1,
 	       pool_count(b->page_shift, "free_hugepages"),
 	       pool_count(b->page_shift, "resv_hugepages"));
 	if (csv_pool)
@@ -570,9 +569,9 @@ int main(int argc, char *argv[])
 
 	if (!patterns)
 		goto latency;
-	printf("Fault-in after partial conversion: %llu MiB, 1 vCPU, every 4K page read once "
-	       "(random seed %u)\n",
-	       (unsigned long long)(size >> 20), seed);
+	printf("Fault-in after partial conversion: %llu MiB, 1 vCPU, ",
+	       (unsigned long long)(size >> 20));
+	printf("every 4K page read once (random seed %u)\n", seed);
 	printf("%-15s %-15s %-8s %10s %10s %10s %7s %7s %7s %9s\n", "backing",
 	       "pattern", "pattern", "faults/GiB", "maps/GiB", "limit/GiB",
 	       "1G maps", "2M maps", "4K maps", "time (s)");

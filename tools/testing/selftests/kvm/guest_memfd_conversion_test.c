@@ -401,6 +401,37 @@ TEST_F(conv, contents_survive_conversion)
 	guest_do(self->vcpu, OP_CHECK, start + len, self->size - start - len, 1);
 }
 
+/*
+ * The file's shareability is kept as maximal uniform ranges: conversions at
+ * the first and last page, adjacent and overlapping ones, and of the whole
+ * file split and merge them, and fdinfo counts them exactly.
+ */
+TEST_F(conv, shareability_ranges_split_and_merge)
+{
+	const u64 n = self->size / PAGE_SIZE, last = (n - 1) * PAGE_SIZE;
+	const u64 pg = PAGE_SIZE;
+
+	convert(self->fd, 0, pg, 0);			/* S P */
+	assert_shareability(self->fd, n - 1, 1, 2);
+	convert(self->fd, last, pg, 0);			/* S P S */
+	assert_shareability(self->fd, n - 2, 2, 3);
+	convert(self->fd, 2 * pg, pg, 0);		/* S P S P S */
+	assert_shareability(self->fd, n - 3, 3, 5);
+	convert(self->fd, pg, pg, 0);			/* S P S: 0-2 merge */
+	assert_shareability(self->fd, n - 4, 4, 3);
+	convert(self->fd, pg, 3 * pg, PRIVATE);		/* overlaps 1-2 */
+	assert_shareability(self->fd, n - 2, 2, 3);
+	convert(self->fd, 4 * pg, 2 * pg, 0);		/* S P S P S */
+	convert(self->fd, 6 * pg, 2 * pg, 0);		/* adjacent: 4-7 */
+	assert_shareability(self->fd, n - 6, 6, 5);
+	convert(self->fd, 5 * pg, 5 * pg, PRIVATE);	/* S P S P S */
+	assert_shareability(self->fd, n - 3, 3, 5);
+	convert(self->fd, 0, self->size, 0);
+	assert_shareability(self->fd, 0, n, 1);
+	convert(self->fd, 0, self->size, PRIVATE);
+	assert_shareability(self->fd, n, 0, 1);
+}
+
 static void assert_mappings(struct kvm_vm *vm, u64 nr_1g, u64 nr_2m, u64 nr_4k)
 {
 	u64 pages_1g = vm_get_stat(vm, pages_1g);
