@@ -3,6 +3,7 @@
 #
 #   make              install packages, fetch, overlay, build kernel + selftests
 #   make check        ... then boot and run every test tier (T=PATTERN: some)
+#   make check-debug  the same on the debug kernel (KASAN, kmemleak, ...)
 #   make bench        ... then boot and run the benchmarks
 #   make vm-run CMD=  ... then boot and run CMD in the test VM
 #   make series       export the overlay as a git format-patch series (build/series)
@@ -26,8 +27,8 @@ BZIMAGE  := $(OBJ)/arch/x86/boot/bzImage
 export CCACHE_BASEDIR := $(TOP)
 export CCACHE_NOHASHDIR := 1
 
-.PHONY: all deps fetch overlay config kernel headers selftests check bench \
-	vm-run series checkpatch clean distclean
+.PHONY: all deps fetch overlay config kernel headers selftests perf check bench \
+	vm-run series checkpatch clean distclean kernel-debug check-debug
 
 all: kernel selftests
 	@echo "Built on Linux $$(cat $(BUILD)/kernelrelease) (Debian linux-source-7.3, $$(cd $(SRC) && git log -1 --format=%s v7.3 | sed 's/.*(Debian \(.*\))/\1/'))"
@@ -55,6 +56,21 @@ kernel: config
 	@$(KMAKE) bzImage
 	@$(KMAKE) kernelrelease > $(BUILD)/kernelrelease
 
+# The debug kernel: the same fragment plus config/debug.config, built apart.
+DEBUG_OBJ := $(BUILD)/obj-debug
+DEBUG_FRAGMENT := $(BUILD)/debug.config
+
+kernel-debug: overlay
+	@cat $(FRAGMENT) $(TOP)/config/debug.config > $(DEBUG_FRAGMENT).new
+	@key="$$( (cat $(DEBUG_FRAGMENT).new scripts/mkconfig.sh; git -C $(SRC) ls-tree -r HEAD | grep -E "Kconfig") | sha1sum)"; \
+	if [ ! -f $(DEBUG_OBJ)/.config ] || [ "$$(cat $(DEBUG_OBJ)/.config.key 2>/dev/null)" != "$$key" ]; then \
+		echo "config: tinyconfig + test.config + debug.config"; \
+		mv $(DEBUG_FRAGMENT).new $(DEBUG_FRAGMENT); \
+		bash scripts/mkconfig.sh $(SRC) $(DEBUG_OBJ) $(DEBUG_FRAGMENT) && echo "$$key" > $(DEBUG_OBJ)/.config.key; \
+	fi
+	@echo "kernel-debug: building the debug bzImage (first build ~20 min)"
+	@$(MAKE) -s -C $(SRC) O=$(DEBUG_OBJ) CC="ccache gcc" -j$(JOBS) bzImage
+
 # The patched tree's uAPI headers, for the selftests and for outside programs.
 headers: overlay
 	@$(MAKE) -s -C $(SRC) O=$(OBJ) INSTALL_HDR_PATH=$(HDR) headers_install
@@ -68,6 +84,11 @@ selftests: headers
 check: all
 	@bash scripts/check.sh
 
+# Slower under KASAN and kmemleak: every test gets three times its timeout.
+check-debug: all kernel-debug
+	@KERNEL=$(DEBUG_OBJ)/arch/x86/boot/bzImage CHECK_OUT=$(BUILD)/check-debug \
+		TIMEOUT_SCALE=3 bash scripts/check.sh
+
 # Benchmarks: C programs built against the KVM selftest library (the objects
 # the selftests build left in build/selftests/lib), static, run in the test VM.
 KSFT_SRC := $(SRC)/tools/testing/selftests/kvm
@@ -80,6 +101,15 @@ BENCH_CFLAGS := -D_GNU_SOURCE -Wall -Wstrict-prototypes -O2 -g -std=gnu99 -DCONF
 	-I$(SRC)/tools/testing/selftests -isystem $(HDR)/include
 BENCH_PROGS := $(BUILD)/bench/gmem_caps $(BUILD)/bench/fault_in $(BUILD)/bench/convert
 
+# perf from the tree, static and without optional libraries: the test VM is a
+# busybox system, and perf stat counts KVM's tracepoints there.
+PERF := $(BUILD)/perf/perf
+PERF_FLAGS := LDFLAGS=-static NO_RUST=1 NO_LIBTRACEEVENT=1 NO_LIBELF=1 NO_DWARF=1 \
+	NO_LIBDW=1 NO_LIBUNWIND=1 NO_LIBNUMA=1 NO_SLANG=1 NO_GTK2=1 NO_LIBPERL=1 \
+	NO_LIBPYTHON=1 NO_LIBBPF=1 NO_JEVENTS=1 NO_LIBCAP=1 NO_LIBBABELTRACE=1 \
+	NO_LIBZSTD=1 NO_LIBLZMA=1 NO_ZLIB=1 NO_AUXTRACE=1 NO_LIBCRYPTO=1 NO_SDT=1 \
+	NO_CAPSTONE=1 NO_LIBLLVM=1 NO_LIBPFM4=1
+
 $(BUILD)/bench/gmem_caps: bench/gmem_caps.c headers
 	@mkdir -p $(dir $@)
 	@gcc -static -O2 -Wall -isystem $(HDR)/include -o $@ $<
@@ -89,7 +119,12 @@ $(BUILD)/bench/%: bench/%.c selftests
 	@gcc $(BENCH_CFLAGS) -static -no-pie -pthread -o $@ $< \
 		$$(find $(KSFT)/lib -name '*.o' | sort) -ldl
 
-bench: all $(BENCH_PROGS)
+perf: overlay
+	@echo "perf: building tools/perf (static)"
+	@$(MAKE) -s -C $(SRC)/tools/perf O=$(BUILD)/perf -j$(JOBS) $(PERF_FLAGS) perf \
+		>$(BUILD)/perf.log 2>&1 || { tail -n 40 $(BUILD)/perf.log; exit 1; }
+
+bench: all perf $(BENCH_PROGS)
 	@bash scripts/bench.sh
 
 vm-run: all
@@ -103,7 +138,8 @@ checkpatch: series
 	@bash scripts/checkpatch.sh
 
 clean:
-	rm -rf $(OBJ) $(KSFT) $(HDR) $(BUILD)/check $(BUILD)/vm $(BUILD)/series
+	rm -rf $(OBJ) $(DEBUG_OBJ) $(KSFT) $(HDR) $(BUILD)/check $(BUILD)/check-debug \
+		$(BUILD)/vm $(BUILD)/series $(BUILD)/perf
 
 distclean:
 	rm -rf $(BUILD)

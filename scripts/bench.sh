@@ -8,7 +8,7 @@ out=$top/build/bench-run
 dest=$top/results/$(date -u +%Y%m%dT%H%M%SZ)
 
 OUT=$out TIMEOUT=${TIMEOUT:-1800} "$top/scripts/vm-run.sh" \
-	"FAULT_IN_ARGS='${FAULT_IN_ARGS:-}' sh bench/run.sh"
+	"FAULT_IN_ARGS='${FAULT_IN_ARGS:-}' CONVERT_ARGS='${CONVERT_ARGS:-}' sh bench/run.sh"
 
 mkdir -p "$dest"
 cp "$out"/*.csv "$dest/"
@@ -17,6 +17,7 @@ cp "$out"/*.csv "$dest/"
 	echo "qemu=$(qemu-system-x86_64 --version | head -n 1)"
 	echo "accel=${ACCEL:-tcg,thread=multi}"
 	echo "fault_in_args=${FAULT_IN_ARGS:-}"
+	echo "convert_args=${CONVERT_ARGS:-}"
 	echo "note=times under emulation compare only as ratios within one run"
 } >"$dest/params.txt"
 echo "bench: results in ${dest#"$top"/}"

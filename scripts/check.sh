@@ -8,29 +8,33 @@
 # T=PATTERN runs only the selftests whose name matches the shell pattern, and
 # only the KUnit tests matching it as a kunit.filter_glob. CHECK_TIMEOUT=S
 # overrides the guest's time limit (by default the sum of the tests' own).
+# For the debug kernel (`make check-debug`): KERNEL (the bzImage), CHECK_OUT
+# (the output directory) and TIMEOUT_SCALE (multiplies every test's timeout);
+# a kmemleak scan after the tests fails the run if a leak involves our code.
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 tree=$top/build/linux-7.3
-out=$top/build/check
+out=${CHECK_OUT:-$top/build/check}
 filter=${T:-}
 list=$top/tests.list
+scale=${TIMEOUT_SCALE:-1}
 
 # Guest time budget: every test's own timeout, plus boot and KUnit.
 budget=240
 while read -r name tmo _; do
 	case "$name" in ''|'#'*) continue ;; esac
 	[ -n "$filter" ] && case "$name" in $filter) ;; *) continue ;; esac
-	budget=$((budget + tmo))
+	budget=$((budget + tmo * scale))
 done <"$list"
 
 budget=${CHECK_TIMEOUT:-$budget}
 
 extra=
 [ -n "$filter" ] && extra="kunit.filter_glob=$filter"
-echo "check: booting the test kernel ($(cat "$top/build/kernelrelease" 2>/dev/null)); guest time limit ${budget}s"
+echo "check: booting ${KERNEL:-the test kernel} ($(cat "$top/build/kernelrelease" 2>/dev/null)); guest time limit ${budget}s"
 OUT=$out TIMEOUT=$budget CMDLINE_EXTRA=$extra "$top/scripts/vm-run.sh" \
-	"sh scripts/guest/run-tests.sh tests.list build/selftests /mnt/out '$filter'"
+	"sh scripts/guest/run-tests.sh tests.list build/selftests /mnt/out '$filter' $scale"
 vm_rc=$?
 
 pass=() fail=() skip=()
@@ -97,6 +101,20 @@ if [ -s "$log" ]; then
 	fi
 else
 	fail+=("kernel-log: the guest left no console log")
+fi
+
+# kmemleak (debug kernel): leaks whose allocation involves guest_memfd fail.
+leaks=$out/kmemleak.txt
+if [ -f "$leaks" ]; then
+	total=$(grep -c '^unreferenced object' "$leaks")
+	ours=$(awk '/^unreferenced object/ { n++ } /gmem|guest_memfd/ { hit[n] = 1 }
+		END { c = 0; for (i in hit) c++; print c }' "$leaks")
+	if [ "$ours" -gt 0 ]; then
+		fail+=("kmemleak: $ours of $total leak report(s) involve guest_memfd ($leaks)")
+		sed 's/^/    /' "$leaks" | head -n 60
+	else
+		pass+=("kmemleak: none from guest_memfd ($total other report(s), in $leaks)")
+	fi
 fi
 
 echo

@@ -3,8 +3,10 @@
 # matches the T pattern) with its own timeout. Writes one line per test to
 # $OUT/results ("pass NAME", "fail NAME why" or "skip NAME why") and each
 # test's output to $OUT/tests/NAME.log; prints progress on the console.
-# Usage: run-tests.sh LIST BINDIR OUT [T]
-list=$1 bindir=$2 out=$3 filter=${4:-}
+# Usage: run-tests.sh LIST BINDIR OUT [T] [TIMEOUT_SCALE]
+# With kmemleak (the debug kernel), a scan after the tests goes to
+# $OUT/kmemleak.txt.
+list=$1 bindir=$2 out=$3 filter=${4:-} scale=${5:-1}
 
 mkdir -p "$out/tests"
 : >"$out/results"
@@ -25,6 +27,7 @@ grep -v '^[[:space:]]*\(#\|$\)' "$list" | while read -r name tmo bin args; do
 	start=$(date +%s)
 	echo "=== $name"
 	# shellcheck disable=SC2086
+	tmo=$((tmo * scale))
 	(cd "$bindir" && timeout -s KILL "$tmo" "./$bin" $args) >"$log" 2>&1 </dev/null
 	rc=$?
 	secs=$(($(date +%s) - start))
@@ -47,4 +50,15 @@ grep -v '^[[:space:]]*\(#\|$\)' "$list" | while read -r name tmo bin args; do
 	echo "$line (${secs}s)"
 	case "$line" in fail*) tail -n 20 "$log" | sed 's/^/    /' ;; esac
 done
+
+if [ -w /sys/kernel/debug/kmemleak ]; then
+	# An object is reported once two scans, some seconds apart, found it
+	# unreferenced.
+	echo "=== kmemleak scan"
+	echo scan >/sys/kernel/debug/kmemleak
+	sleep 6
+	echo scan >/sys/kernel/debug/kmemleak
+	cat /sys/kernel/debug/kmemleak >"$out/kmemleak.txt"
+	echo "kmemleak: $(grep -c '^unreferenced object' "$out/kmemleak.txt") report(s)"
+fi
 exit 0
