@@ -61,7 +61,11 @@ DEBUG_OBJ := $(BUILD)/obj-debug
 DEBUG_FRAGMENT := $(BUILD)/debug.config
 
 kernel-debug: overlay
-	@cat $(FRAGMENT) $(TOP)/config/debug.config > $(DEBUG_FRAGMENT).new
+	@# debug.config's options replace test.config's (KASAN rules out KVM_WERROR).
+	@awk 'NR == FNR { if (match($$0, /CONFIG_[A-Z0-9_]+/)) over[substr($$0, RSTART, RLENGTH)] = 1; next } \
+		match($$0, /CONFIG_[A-Z0-9_]+/) && substr($$0, RSTART, RLENGTH) in over { next } \
+		{ print }' $(TOP)/config/debug.config $(FRAGMENT) > $(DEBUG_FRAGMENT).new
+	@cat $(TOP)/config/debug.config >> $(DEBUG_FRAGMENT).new
 	@key="$$( (cat $(DEBUG_FRAGMENT).new scripts/mkconfig.sh; git -C $(SRC) ls-tree -r HEAD | grep -E "Kconfig") | sha1sum)"; \
 	if [ ! -f $(DEBUG_OBJ)/.config ] || [ "$$(cat $(DEBUG_OBJ)/.config.key 2>/dev/null)" != "$$key" ]; then \
 		echo "config: tinyconfig + test.config + debug.config"; \
