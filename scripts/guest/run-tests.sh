@@ -28,7 +28,7 @@ grep -v '^[[:space:]]*\(#\|$\)' "$list" | while read -r name tmo bin args; do
 	echo "=== $name"
 	# shellcheck disable=SC2086
 	tmo=$((tmo * scale))
-	(cd "$bindir" && timeout -s KILL "$tmo" "./$bin" $args) >"$log" 2>&1 </dev/null
+	(cd "$bindir" && TIMEOUT_SCALE=$scale timeout -s KILL "$tmo" "./$bin" $args) >"$log" 2>&1 </dev/null
 	rc=$?
 	secs=$(($(date +%s) - start))
 	after=$(pool)

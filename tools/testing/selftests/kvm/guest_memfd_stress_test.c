@@ -1,0 +1,428 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Concurrency stress of guest_memfd conversion, bounded in time and seeded
+ * (the seed is printed; SEED= replays the random choices of each thread).
+ *
+ * Two vCPUs read random pages of the region all along, asserting that each
+ * page holds either zeroes or a tag naming that very page: a vCPU must never
+ * see another page's memory, whatever the host does at that moment.  Host
+ * workers each own every Nth 2M block and, at random, on their blocks:
+ * convert a random range both ways, write a fresh tag into a shared page
+ * through mmap, read a shared page back, punch a hole through a whole huge
+ * page and allocate it again (files of 2M pages and smaller), pin a shared
+ * page with vmsplice() and check that it cannot become private until the pipe
+ * lets go (order-0 files), and read fdinfo.  Each worker keeps a model of its
+ * blocks: at the end every attribute and every byte matches, fdinfo's counts
+ * match, and the hugetlb pools are exact after close.
+ *
+ * The run lasts 10 s, times TIMEOUT_SCALE (set by make check-debug).
+ */
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/uio.h>
+
+#include <linux/falloc.h>
+#include <linux/sizes.h>
+
+#include "gmem_hugetlb_util.h"
+#include "kvm_util.h"
+#include "processor.h"
+#include "test_util.h"
+#include "ucall_common.h"
+#include "kselftest_harness.h"
+
+#define DATA_SLOT	10
+#define DATA_GPA	SZ_4G
+#define PRIVATE		KVM_MEMORY_ATTRIBUTE_PRIVATE
+#define NR_VCPUS	2
+#define NR_WORKERS	2
+#define BLOCK		SZ_2M
+#define BLOCK_PAGES	(BLOCK / PAGE_SIZE)
+
+/* A page's tag: its index and a generation, so a reader can tell whose it is. */
+#define TAG(index, gen)	((u64)(index) << 24 | ((gen) & 0xffffff))
+#define TAG_INDEX(tag)	((tag) >> 24)
+
+static u64 region_pages;
+static bool stop_guest;
+
+static void guest_code(u32 seed)
+{
+	u64 state = seed | 1, index, v;
+
+	while (!READ_ONCE(stop_guest)) {
+		/* xorshift: no libc in the guest */
+		state ^= state << 13;
+		state ^= state >> 7;
+		state ^= state << 17;
+		index = state % region_pages;
+		v = READ_ONCE(*(u64 *)(DATA_GPA + index * PAGE_SIZE));
+		GUEST_ASSERT(!v || TAG_INDEX(v) == index);
+	}
+	GUEST_DONE();
+}
+
+struct stress {
+	struct kvm_vm *vm;
+	int fd;
+	u64 size, page_size;
+	u64 *mem;		/* the host's mapping of the whole file */
+	u8 *shared;		/* the model: per page */
+	u64 *tag;
+	bool stop;
+};
+
+struct worker {
+	struct stress *s;
+	int id;
+	unsigned int seed;
+	unsigned long converts, eagain, writes, reads, punches, pins, fdinfos;
+};
+
+static int convert(int fd, u64 first, u64 n, bool shared, u64 *error_offset)
+{
+	struct kvm_memory_attributes2 args = {
+		.offset = first * PAGE_SIZE, .size = n * PAGE_SIZE,
+		.attributes = shared ? 0 : PRIVATE,
+	};
+	int r = ioctl(fd, KVM_SET_MEMORY_ATTRIBUTES2, &args);
+
+	if (error_offset)
+		*error_offset = args.error_offset;
+	return r ? -errno : 0;
+}
+
+/* A random page of one of the worker's blocks. */
+static u64 worker_page(struct worker *w)
+{
+	u64 nr_blocks = w->s->size / BLOCK, block;
+
+	block = (rand_r(&w->seed) % (nr_blocks / NR_WORKERS)) * NR_WORKERS + w->id;
+	return block * BLOCK_PAGES + rand_r(&w->seed) % BLOCK_PAGES;
+}
+
+static void worker_convert(struct worker *w)
+{
+	struct stress *s = w->s;
+	u64 page = worker_page(w), first = page, n, i;
+	/* Stay inside the page's 2M block, which the worker owns. */
+	u64 room = BLOCK_PAGES - page % BLOCK_PAGES;
+	bool shared = rand_r(&w->seed) % 2;
+	int r;
+
+	n = 1 + rand_r(&w->seed) % (rand_r(&w->seed) % 4 ? 4 : BLOCK_PAGES);
+	if (n > room)
+		n = room;
+
+	do {
+		r = convert(s->fd, first, n, shared, NULL);
+		/* Order-0 pages: a vCPU fault holds the page for a moment. */
+		w->eagain += r == -EAGAIN;
+	} while (r == -EAGAIN);
+	TEST_ASSERT(!r, "worker %d: converting %lu pages at %lu failed: %d",
+		    w->id, n, first, r);
+	for (i = first; i < first + n; i++)
+		s->shared[i] = shared;
+	w->converts++;
+}
+
+static void worker_write(struct worker *w)
+{
+	struct stress *s = w->s;
+	u64 page = worker_page(w);
+
+	if (!s->shared[page])
+		return;
+	s->tag[page] = TAG(page, s->tag[page] + 1);
+	WRITE_ONCE(s->mem[page * PAGE_SIZE / sizeof(u64)], s->tag[page]);
+	w->writes++;
+}
+
+static void worker_read(struct worker *w)
+{
+	struct stress *s = w->s;
+	u64 page = worker_page(w);
+
+	if (!s->shared[page])
+		return;
+	TEST_ASSERT_EQ(READ_ONCE(s->mem[page * PAGE_SIZE / sizeof(u64)]), s->tag[page]);
+	w->reads++;
+}
+
+/* Punch a hole through the huge page (or 2M) of a page, and allocate it again. */
+static void worker_punch(struct worker *w)
+{
+	struct stress *s = w->s;
+	u64 unit = s->page_size > PAGE_SIZE ? s->page_size / PAGE_SIZE : BLOCK_PAGES;
+	u64 first, i;
+
+	if (s->page_size > BLOCK)
+		return;	/* a 1G page spans every worker's blocks */
+	first = round_down(worker_page(w), unit);
+
+	TEST_ASSERT_EQ(fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				 first * PAGE_SIZE, unit * PAGE_SIZE), 0);
+	TEST_ASSERT_EQ(fallocate(s->fd, FALLOC_FL_KEEP_SIZE, first * PAGE_SIZE,
+				 unit * PAGE_SIZE), 0);
+	for (i = first; i < first + unit; i++)
+		s->tag[i] = 0;
+	w->punches++;
+}
+
+/* Order-0 files: a pinned shared page cannot become private. */
+static void worker_pin(struct worker *w)
+{
+	struct stress *s = w->s;
+	u64 page = worker_page(w), error_offset;
+	struct iovec iov = {
+		.iov_base = &s->mem[page * PAGE_SIZE / sizeof(u64)],
+		.iov_len = PAGE_SIZE,
+	};
+	char buf[PAGE_SIZE];
+	int pipefd[2], r;
+
+	if (s->page_size > PAGE_SIZE || !s->shared[page])
+		return;
+	TEST_ASSERT_EQ(pipe(pipefd), 0);
+	TEST_ASSERT_EQ(vmsplice(pipefd[1], &iov, 1, 0), PAGE_SIZE);
+	r = convert(s->fd, page, 1, false, &error_offset);
+	TEST_ASSERT(r == -EAGAIN && error_offset == page * PAGE_SIZE,
+		    "converting a pinned page: %d, error_offset %#lx", r, error_offset);
+	TEST_ASSERT_EQ(read(pipefd[0], buf, sizeof(buf)), PAGE_SIZE);
+	TEST_ASSERT_EQ(*(u64 *)buf, s->tag[page]);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	w->pins++;
+}
+
+/* If @line is "@key value", set @val to the value. */
+static void fdinfo_field(const char *line, const char *key, u64 *val)
+{
+	size_t n = strlen(key);
+
+	if (!strncmp(line, key, n))
+		*val = strtoull(line + n, NULL, 0);
+}
+
+static void worker_fdinfo(struct worker *w)
+{
+	char path[64], line[128];
+	u64 private = 0, shared = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", w->s->fd);
+	f = fopen(path, "r");
+	TEST_ASSERT(f, "fopen(%s)", path);
+	while (fgets(line, sizeof(line), f)) {
+		fdinfo_field(line, "gmem_private_pages:", &private);
+		fdinfo_field(line, "gmem_shared_pages:", &shared);
+	}
+	fclose(f);
+	TEST_ASSERT_EQ(private + shared, w->s->size / PAGE_SIZE);
+	w->fdinfos++;
+}
+
+static void *worker_run(void *arg)
+{
+	struct worker *w = arg;
+
+	while (!READ_ONCE(w->s->stop)) {
+		switch (rand_r(&w->seed) % 16) {
+		case 0 ... 4:
+			worker_convert(w);
+			break;
+		case 5 ... 8:
+			worker_write(w);
+			break;
+		case 9 ... 11:
+			worker_read(w);
+			break;
+		case 12:
+			worker_punch(w);
+			break;
+		case 13 ... 14:
+			worker_pin(w);
+			break;
+		case 15:
+			worker_fdinfo(w);
+			break;
+		}
+	}
+	return NULL;
+}
+
+static void *vcpu_run_until_done(void *vcpu)
+{
+	struct ucall uc;
+	int r;
+
+	for (;;) {
+		r = _vcpu_run(vcpu);
+		/* A fault that raced a conversion exits; enter again. */
+		if (r && errno == EFAULT &&
+		    ((struct kvm_vcpu *)vcpu)->run->exit_reason == KVM_EXIT_MEMORY_FAULT)
+			continue;
+		TEST_ASSERT(!r, "KVM_RUN failed, errno %d", errno);
+		switch (get_ucall(vcpu, &uc)) {
+		case UCALL_DONE:
+			return NULL;
+		case UCALL_ABORT:
+			REPORT_GUEST_ASSERT(uc);
+			break;
+		default:
+			TEST_FAIL("unexpected exit");
+		}
+	}
+}
+
+FIXTURE(stress) {
+	struct hugetlb_pools pools_before;
+};
+
+FIXTURE_VARIANT(stress) {
+	unsigned int page_shift;
+	u64 size;
+};
+
+FIXTURE_VARIANT_ADD(stress, page_4k) {
+	.page_shift = 12,
+	.size = SZ_16M,
+};
+
+FIXTURE_VARIANT_ADD(stress, page_2m) {
+	.page_shift = 21,
+	.size = SZ_64M,
+};
+
+FIXTURE_VARIANT_ADD(stress, page_1g) {
+	.page_shift = 30,
+	.size = SZ_1G,
+};
+
+FIXTURE_SETUP(stress)
+{
+	TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));
+	TEST_ASSERT_EQ(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0), 0);
+	read_hugetlb_pools(&self->pools_before);
+}
+
+FIXTURE_TEARDOWN(stress)
+{
+	assert_hugetlb_pools(&self->pools_before, 0, 0, 0);
+}
+
+/* The number of maximal runs of equal values in @shared[0..@n). */
+static u64 count_runs(const u8 *shared, u64 n)
+{
+	u64 i, runs = !!n;
+
+	for (i = 1; i < n; i++)
+		runs += shared[i] != shared[i - 1];
+	return runs;
+}
+
+TEST_F_TIMEOUT(stress, convert_punch_pin_while_vcpus_read, 900)
+{
+	const struct vm_shape shape = {
+		.mode = VM_MODE_DEFAULT,
+		.type = KVM_X86_SW_PROTECTED_VM,
+	};
+	unsigned int seed = getenv("SEED") ? atoi(getenv("SEED")) : time(NULL);
+	int scale = getenv("TIMEOUT_SCALE") ? atoi(getenv("TIMEOUT_SCALE")) : 1;
+	bool huge = variant->page_shift > 12;
+	struct kvm_vcpu *vcpus[NR_VCPUS];
+	struct worker workers[NR_WORKERS];
+	pthread_t vcpu_threads[NR_VCPUS], worker_threads[NR_WORKERS];
+	u64 npages, i, private = 0, checked = 0;
+	u64 got_private = 0, got_shared = 0, got_ranges = 0;
+	struct stress s = { 0 };
+	char path[64], line[128];
+	FILE *f;
+
+	s.size = variant->size;
+	s.page_size = 1ull << variant->page_shift;
+	npages = s.size / PAGE_SIZE;
+	ksft_print_msg("seed %u (SEED=%u replays it), %d s\n", seed, seed, 10 * scale);
+
+	s.vm = __vm_create_with_vcpus(shape, NR_VCPUS, npages, guest_code, vcpus);
+	s.fd = __gmem_create_huge(s.vm, s.size, GUEST_MEMFD_FLAG_MMAP |
+				  (huge ? GUEST_MEMFD_FLAG_HUGE_PAGES : 0),
+				  huge ? variant->page_shift : 0);
+	TEST_ASSERT(s.fd >= 0, "creating the guest_memfd failed, errno %d", errno);
+	vm_set_user_memory_region2(s.vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
+				   s.size, NULL, s.fd, 0);
+	virt_map_level(s.vm, DATA_GPA, DATA_GPA, s.size,
+		       s.size % SZ_1G ? PG_LEVEL_2M : PG_LEVEL_1G);
+	s.mem = kvm_mmap(s.size, PROT_READ | PROT_WRITE, MAP_SHARED, s.fd);
+	s.shared = calloc(npages, 1);
+	s.tag = calloc(npages, sizeof(u64));
+	TEST_ASSERT(s.shared && s.tag, "calloc");
+	region_pages = npages;
+	sync_global_to_guest(s.vm, region_pages);
+
+	for (i = 0; i < NR_VCPUS; i++) {
+		vcpu_args_set(vcpus[i], 1, seed + i);
+		pthread_create(&vcpu_threads[i], NULL, vcpu_run_until_done, vcpus[i]);
+	}
+	for (i = 0; i < NR_WORKERS; i++) {
+		workers[i] = (struct worker) { .s = &s, .id = i, .seed = seed * 31 + i };
+		pthread_create(&worker_threads[i], NULL, worker_run, &workers[i]);
+	}
+
+	sleep(10 * scale);
+	WRITE_ONCE(s.stop, true);
+	for (i = 0; i < NR_WORKERS; i++)
+		pthread_join(worker_threads[i], NULL);
+	*(bool *)addr_gva2hva(s.vm, (gva_t)&stop_guest) = true;
+	for (i = 0; i < NR_VCPUS; i++)
+		pthread_join(vcpu_threads[i], NULL);
+
+	for (i = 0; i < NR_WORKERS; i++) {
+		struct worker *w = &workers[i];
+
+		ksft_print_msg("worker %lu: %lu conversions (%lu EAGAIN retries), %lu writes, ",
+			       i, w->converts, w->eagain, w->writes);
+		printf("%lu reads, %lu punches, %lu pins, %lu fdinfo reads\n",
+		       w->reads, w->punches, w->pins, w->fdinfos);
+	}
+
+	/* Every attribute, as fdinfo counts them. */
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", s.fd);
+	f = fopen(path, "r");
+	TEST_ASSERT(f, "fopen(%s)", path);
+	while (fgets(line, sizeof(line), f)) {
+		fdinfo_field(line, "gmem_private_pages:", &got_private);
+		fdinfo_field(line, "gmem_shared_pages:", &got_shared);
+		fdinfo_field(line, "gmem_shareability_ranges:", &got_ranges);
+	}
+	fclose(f);
+	for (i = 0; i < npages; i++)
+		private += !s.shared[i];
+	TEST_ASSERT_EQ(got_private, private);
+	TEST_ASSERT_EQ(got_shared, npages - private);
+	TEST_ASSERT_EQ(got_ranges, count_runs(s.shared, npages));
+
+	/* Every byte: shared, the private pages show what they kept. */
+	TEST_ASSERT_EQ(convert(s.fd, 0, npages, true, NULL), 0);
+	for (i = 0; i < npages; i++) {
+		if (!s.tag[i] && i % 64)
+			continue;	/* a sample of the untouched pages */
+		TEST_ASSERT(s.mem[i * PAGE_SIZE / sizeof(u64)] == s.tag[i],
+			    "page %lu holds %#lx, expected %#lx", i,
+			    s.mem[i * PAGE_SIZE / sizeof(u64)], s.tag[i]);
+		checked++;
+	}
+	ksft_print_msg("%lu pages checked, %lu private at the end\n", checked, private);
+
+	kvm_munmap(s.mem, s.size);
+	close(s.fd);
+	kvm_vm_free(s.vm);
+	free(s.shared);
+	free(s.tag);
+}
+
+TEST_HARNESS_MAIN
