@@ -425,4 +425,135 @@ TEST_F_TIMEOUT(stress, convert_punch_pin_while_vcpus_read, 900)
 	free(s.tag);
 }
 
+/*
+ * Lifetimes: a conversion racing the deletion of the memslot it backs, the
+ * guest_memfd closed while vCPUs fault on it, and the VM and the file closed
+ * while conversions are in flight.  Nothing may crash or leak (make check
+ * scans the kernel log; teardown checks the pools), and each side sees only
+ * documented outcomes.
+ */
+struct racer {
+	int fd;
+	u64 npages;
+	unsigned int seed;
+	unsigned long ok;
+};
+
+static void *convert_until_stopped(void *arg)
+{
+	struct racer *r = arg;
+	struct kvm_memory_attributes2 args;
+
+	for (;;) {
+		u64 first = rand_r(&r->seed) % r->npages;
+
+		args = (struct kvm_memory_attributes2) {
+			.offset = first * PAGE_SIZE,
+			.size = min_t(u64, 1 + rand_r(&r->seed) % 1024, r->npages - first) *
+				PAGE_SIZE,
+			.attributes = rand_r(&r->seed) % 2 ? PRIVATE : 0,
+		};
+		if (!ioctl(r->fd, KVM_SET_MEMORY_ATTRIBUTES2, &args)) {
+			r->ok++;
+			continue;
+		}
+		/* The file is closed under us: the end of the race. */
+		if (errno == EBADF)
+			break;
+		TEST_ASSERT(errno == EAGAIN, "conversion failed, errno %d", errno);
+	}
+	return NULL;
+}
+
+/* Runs the guest until it is done or its memory is gone (the file closed). */
+static void *vcpu_run_until_gone(void *arg)
+{
+	struct kvm_vcpu *vcpu = arg;
+	struct ucall uc;
+	int r;
+
+	for (;;) {
+		r = _vcpu_run(vcpu);
+		if (r && errno == EFAULT &&
+		    vcpu->run->exit_reason == KVM_EXIT_MEMORY_FAULT)
+			continue;
+		TEST_ASSERT(!r, "KVM_RUN failed, errno %d", errno);
+		if (vcpu->run->exit_reason == KVM_EXIT_MMIO) {
+			/* The memslot is gone: the page reads as zeroes. */
+			memset(vcpu->run->mmio.data, 0, sizeof(vcpu->run->mmio.data));
+			continue;
+		}
+		switch (get_ucall(vcpu, &uc)) {
+		case UCALL_DONE:
+			return NULL;
+		case UCALL_ABORT:
+			REPORT_GUEST_ASSERT(uc);
+			break;
+		default:
+			TEST_FAIL("unexpected exit %u", vcpu->run->exit_reason);
+		}
+	}
+}
+
+TEST_F_TIMEOUT(stress, lifetime_races, 900)
+{
+	const struct vm_shape shape = {
+		.mode = VM_MODE_DEFAULT,
+		.type = KVM_X86_SW_PROTECTED_VM,
+	};
+	bool huge = variant->page_shift > 12;
+	u64 size = variant->size, npages = size / PAGE_SIZE;
+	struct kvm_vcpu *vcpus[NR_VCPUS];
+	pthread_t converter, vcpu_threads[NR_VCPUS];
+	struct racer racer;
+	struct kvm_vm *vm;
+	int i, fd;
+
+	TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));
+
+	vm = __vm_create_with_vcpus(shape, NR_VCPUS, npages, guest_code, vcpus);
+	fd = __gmem_create_huge(vm, size, GUEST_MEMFD_FLAG_MMAP |
+				(huge ? GUEST_MEMFD_FLAG_HUGE_PAGES : 0),
+				huge ? variant->page_shift : 0);
+	TEST_ASSERT(fd >= 0, "creating the guest_memfd failed, errno %d", errno);
+	vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
+				   size, NULL, fd, 0);
+	virt_map_level(vm, DATA_GPA, DATA_GPA, size,
+		       size % SZ_1G ? PG_LEVEL_2M : PG_LEVEL_1G);
+	region_pages = npages;
+	sync_global_to_guest(vm, region_pages);
+
+	racer = (struct racer) { .fd = fd, .npages = npages, .seed = time(NULL) };
+	pthread_create(&converter, NULL, convert_until_stopped, &racer);
+	for (i = 0; i < NR_VCPUS; i++) {
+		vcpu_args_set(vcpus[i], 1, racer.seed + i);
+		pthread_create(&vcpu_threads[i], NULL, vcpu_run_until_gone, vcpus[i]);
+	}
+
+	/* Conversions and vCPU faults racing the memslot going and coming back. */
+	for (i = 0; i < 20; i++) {
+		vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
+					   0, NULL, fd, 0);
+		usleep(20 * 1000);
+		vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
+					   size, NULL, fd, 0);
+		usleep(20 * 1000);
+	}
+
+	/*
+	 * The vCPUs stop; the VM's file descriptors go while conversions run
+	 * (the guest_memfd keeps the VM alive), then the guest_memfd itself,
+	 * which takes the VM with it.
+	 */
+	*(bool *)addr_gva2hva(vm, (gva_t)&stop_guest) = true;
+	for (i = 0; i < NR_VCPUS; i++)
+		pthread_join(vcpu_threads[i], NULL);
+	kvm_vm_free(vm);
+	usleep(50 * 1000);
+	close(fd);
+	pthread_join(converter, NULL);
+	ksft_print_msg("%lu conversions raced 20 memslot deletions and two closes\n",
+		       racer.ok);
+}
+
 TEST_HARNESS_MAIN
