@@ -6,7 +6,7 @@
 set -e
 echo "kernel: $(uname -r)"
 # perf finds KVM's tracepoints in tracefs.
-mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
+[ -d /sys/kernel/tracing/events ] || mount -t tracefs nodev /sys/kernel/tracing
 ./build/bench/gmem_caps
 echo
 # shellcheck disable=SC2086

@@ -20,4 +20,7 @@ cp "$out"/*.csv "$dest/"
 	echo "convert_args=${CONVERT_ARGS:-}"
 	echo "note=times under emulation compare only as ratios within one run"
 } >"$dest/params.txt"
-echo "bench: results in ${dest#"$top"/}"
+# Plots of the run: faults per GiB, conversion latency.
+bash "$top/scripts/deps.sh" gnuplot-nox
+gnuplot -e "dir='$dest'" "$top/bench/plot.gp"
+echo "bench: results in ${dest#"$top"/} (CSV, params.txt, faults_per_gib.png, conversion_latency.png)"

@@ -4,9 +4,10 @@
 # when something is missing.
 set -euo pipefail
 
+# Extra packages (e.g. gnuplot-nox for make bench's plots) come as arguments.
 pkgs=(
 	build-essential bc bison flex libelf-dev libssl-dev cpio xz-utils
-	qemu-system-x86 busybox-static ccache uuid-dev rsync python3
+	qemu-system-x86 busybox-static ccache uuid-dev rsync python3 "$@"
 )
 
 missing=()
