@@ -31,6 +31,7 @@
 
 #include <linux/sizes.h>
 
+#include "gmem_hugetlb_util.h"
 #include "kvm_util.h"
 #include "processor.h"
 #include "test_util.h"
@@ -97,13 +98,8 @@ struct vm_ctx {
 static void vcpu_run_to_sync(struct kvm_vcpu *vcpu)
 {
 	struct ucall uc;
-	int r;
 
-	do {
-		r = _vcpu_run(vcpu);
-	} while (r && errno == EFAULT &&
-		 vcpu->run->exit_reason == KVM_EXIT_MEMORY_FAULT);
-	TEST_ASSERT(!r, "KVM_RUN failed, errno %d", errno);
+	TEST_ASSERT(!vcpu_run_past_memory_faults(vcpu), "KVM_RUN failed, errno %d", errno);
 	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
 	if (get_ucall(vcpu, &uc) == UCALL_ABORT)
 		REPORT_GUEST_ASSERT(uc);

@@ -94,13 +94,8 @@ static void guest_code(void)
 static void vcpu_run_to_sync(struct kvm_vcpu *vcpu)
 {
 	struct ucall uc;
-	int r;
+	int r = vcpu_run_past_memory_faults(vcpu);
 
-	do {
-		r = _vcpu_run(vcpu);
-		/* A fault that raced a conversion exits; the guest retries. */
-	} while (r && errno == EFAULT &&
-		 vcpu->run->exit_reason == KVM_EXIT_MEMORY_FAULT);
 	TEST_ASSERT(!r, "KVM_RUN failed, errno %d, exit reason %u", errno,
 		    vcpu->run->exit_reason);
 	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
@@ -432,19 +427,6 @@ TEST_F(conv, shareability_ranges_split_and_merge)
 	assert_shareability(self->fd, n, 0, 1);
 }
 
-static void assert_mappings(struct kvm_vm *vm, u64 nr_1g, u64 nr_2m, u64 nr_4k)
-{
-	u64 pages_1g = vm_get_stat(vm, pages_1g);
-	u64 pages_2m = vm_get_stat(vm, pages_2m);
-	u64 pages_4k = vm_get_stat(vm, pages_4k);
-
-	pr_info("stage-2 mappings: 1G: %lu, 2M: %lu, 4K: %lu\n",
-		pages_1g, pages_2m, pages_4k);
-	TEST_ASSERT_EQ(pages_1g, nr_1g);
-	TEST_ASSERT_EQ(pages_2m, nr_2m);
-	TEST_ASSERT_EQ(pages_4k, nr_4k);
-}
-
 /* Touching 1 GiB page by page takes a while under emulation. */
 #define GUEST_TEST_TIMEOUT	300
 
@@ -477,15 +459,15 @@ TEST_F_TIMEOUT(conv, mapping_levels_follow_shareability, GUEST_TEST_TIMEOUT)
 		split_2m = 0;
 		split_4k = base_4k;
 	}
-	assert_mappings(self->vm, nr_1g, nr_2m, base_4k);
+	assert_stage2_mappings(self->vm, nr_1g, nr_2m, base_4k, false);
 
 	convert(self->fd, page, PAGE_SIZE, 0);
 	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
-	assert_mappings(self->vm, 0, split_2m, split_4k);
+	assert_stage2_mappings(self->vm, 0, split_2m, split_4k, false);
 
 	convert(self->fd, page, PAGE_SIZE, PRIVATE);
 	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
-	assert_mappings(self->vm, nr_1g, nr_2m, base_4k);
+	assert_stage2_mappings(self->vm, nr_1g, nr_2m, base_4k, false);
 }
 
 static void assert_convert_errno(int fd, const struct hugetlb_pools *pools,
@@ -666,16 +648,6 @@ TEST_F_TIMEOUT(conv, guest_reads_while_converting, GUEST_TEST_TIMEOUT)
 	guest_do(self->vcpu, OP_CHECK, 0, self->size, 4);
 }
 
-/* The number of maximal runs of equal values in @shared[0..@n). */
-static u64 count_runs(const u8 *shared, u64 n)
-{
-	u64 i, runs = !!n;
-
-	for (i = 1; i < n; i++)
-		runs += shared[i] != shared[i - 1];
-	return runs;
-}
-
 /*
  * Seeded random conversions, checked against a model after each step: the
  * side that owns the range afterwards reads what was written before, and
@@ -734,7 +706,7 @@ TEST_F_TIMEOUT(conv, random_conversions_match_model, GUEST_TEST_TIMEOUT)
 			}
 		}
 		assert_shareability(self->fd, npages - nr_shared, nr_shared,
-				    count_runs(shared, npages));
+				    count_uniform_runs(shared, npages));
 	}
 
 	convert(self->fd, 0, self->size, PRIVATE);

@@ -359,20 +359,6 @@ static void bind_data(struct kvm_vcpu *vcpu, int fd, bool private, u64 offset,
 	vcpu_args_set(vcpu, 3, DATA_GPA, size, !private);
 }
 
-static void assert_mappings(struct kvm_vm *vm, u64 nr_1g, u64 nr_2m, u64 min_4k)
-{
-	u64 pages_1g = vm_get_stat(vm, pages_1g);
-	u64 pages_2m = vm_get_stat(vm, pages_2m);
-	u64 pages_4k = vm_get_stat(vm, pages_4k);
-
-	pr_info("stage-2 mappings: 1G: %lu, 2M: %lu, 4K: %lu\n",
-		pages_1g, pages_2m, pages_4k);
-	TEST_ASSERT_EQ(pages_1g, nr_1g);
-	TEST_ASSERT_EQ(pages_2m, nr_2m);
-	TEST_ASSERT(pages_4k >= min_4k, "pages_4k = %lu, expected at least %lu",
-		    pages_4k, min_4k);
-}
-
 /* Touching 1 GiB page by page takes a while under emulation. */
 #define GUEST_TEST_TIMEOUT	180
 
@@ -386,13 +372,13 @@ TEST_F_TIMEOUT(gmem, guest_touches_every_page, GUEST_TEST_TIMEOUT)
 	/* KVM maps at the file's page size, as many as cover the region. */
 	switch (variant->page_shift) {
 	case 30:
-		assert_mappings(self->vm, size / SZ_1G, 0, 0);
+		assert_stage2_mappings(self->vm, size / SZ_1G, 0, 0, true);
 		break;
 	case 21:
-		assert_mappings(self->vm, 0, size / SZ_2M, 0);
+		assert_stage2_mappings(self->vm, 0, size / SZ_2M, 0, true);
 		break;
 	default:
-		assert_mappings(self->vm, 0, 0, size / PAGE_SIZE);
+		assert_stage2_mappings(self->vm, 0, 0, size / PAGE_SIZE, true);
 	}
 	/* Every huge page is in use, out of the file's reservation. */
 	assert_hugetlb_pools(&self->pools_before, variant->page_shift, -self->nr_huge, 0);
@@ -423,9 +409,9 @@ TEST_F_TIMEOUT(gmem, misaligned_binding_maps_smaller, GUEST_TEST_TIMEOUT)
 	run_until(self->vcpu, UCALL_SYNC);
 
 	if (variant->page_shift == 30)
-		assert_mappings(self->vm, 0, size / SZ_2M, 0);
+		assert_stage2_mappings(self->vm, 0, size / SZ_2M, 0, true);
 	else
-		assert_mappings(self->vm, 0, 0, size / PAGE_SIZE);
+		assert_stage2_mappings(self->vm, 0, 0, size / PAGE_SIZE, true);
 
 	/* The guest's second pass expects the host's pattern on shared memory. */
 	if (!variant->private) {

@@ -255,18 +255,23 @@ static void *worker_run(void *arg)
 	return NULL;
 }
 
-static void *vcpu_run_until_done(void *vcpu)
+/* Set while the lifetime test deletes the data memslot under the vCPUs. */
+static bool memslot_may_vanish;
+
+static void *vcpu_run_until_done(void *arg)
 {
+	struct kvm_vcpu *vcpu = arg;
 	struct ucall uc;
-	int r;
 
 	for (;;) {
-		r = _vcpu_run(vcpu);
-		/* A fault that raced a conversion exits; enter again. */
-		if (r && errno == EFAULT &&
-		    ((struct kvm_vcpu *)vcpu)->run->exit_reason == KVM_EXIT_MEMORY_FAULT)
+		TEST_ASSERT(!vcpu_run_past_memory_faults(vcpu),
+			    "KVM_RUN failed, errno %d", errno);
+		if (vcpu->run->exit_reason == KVM_EXIT_MMIO &&
+		    READ_ONCE(memslot_may_vanish)) {
+			/* The memslot is gone: the page reads as zeroes. */
+			memset(vcpu->run->mmio.data, 0, sizeof(vcpu->run->mmio.data));
 			continue;
-		TEST_ASSERT(!r, "KVM_RUN failed, errno %d", errno);
+		}
 		switch (get_ucall(vcpu, &uc)) {
 		case UCALL_DONE:
 			return NULL;
@@ -274,7 +279,7 @@ static void *vcpu_run_until_done(void *vcpu)
 			REPORT_GUEST_ASSERT(uc);
 			break;
 		default:
-			TEST_FAIL("unexpected exit");
+			TEST_FAIL("unexpected exit %u", vcpu->run->exit_reason);
 		}
 	}
 }
@@ -313,16 +318,6 @@ FIXTURE_SETUP(stress)
 FIXTURE_TEARDOWN(stress)
 {
 	assert_hugetlb_pools(&self->pools_before, 0, 0, 0);
-}
-
-/* The number of maximal runs of equal values in @shared[0..@n). */
-static u64 count_runs(const u8 *shared, u64 n)
-{
-	u64 i, runs = !!n;
-
-	for (i = 1; i < n; i++)
-		runs += shared[i] != shared[i - 1];
-	return runs;
 }
 
 TEST_F_TIMEOUT(stress, convert_punch_pin_while_vcpus_read, 900)
@@ -404,7 +399,7 @@ TEST_F_TIMEOUT(stress, convert_punch_pin_while_vcpus_read, 900)
 		private += !s.shared[i];
 	TEST_ASSERT_EQ(got_private, private);
 	TEST_ASSERT_EQ(got_shared, npages - private);
-	TEST_ASSERT_EQ(got_ranges, count_runs(s.shared, npages));
+	TEST_ASSERT_EQ(got_ranges, count_uniform_runs(s.shared, npages));
 
 	/* Every byte: shared, the private pages show what they kept. */
 	TEST_ASSERT_EQ(convert(s.fd, 0, npages, true, NULL), 0);
@@ -465,36 +460,6 @@ static void *convert_until_stopped(void *arg)
 	return NULL;
 }
 
-/* Runs the guest until it is done or its memory is gone (the file closed). */
-static void *vcpu_run_until_gone(void *arg)
-{
-	struct kvm_vcpu *vcpu = arg;
-	struct ucall uc;
-	int r;
-
-	for (;;) {
-		r = _vcpu_run(vcpu);
-		if (r && errno == EFAULT &&
-		    vcpu->run->exit_reason == KVM_EXIT_MEMORY_FAULT)
-			continue;
-		TEST_ASSERT(!r, "KVM_RUN failed, errno %d", errno);
-		if (vcpu->run->exit_reason == KVM_EXIT_MMIO) {
-			/* The memslot is gone: the page reads as zeroes. */
-			memset(vcpu->run->mmio.data, 0, sizeof(vcpu->run->mmio.data));
-			continue;
-		}
-		switch (get_ucall(vcpu, &uc)) {
-		case UCALL_DONE:
-			return NULL;
-		case UCALL_ABORT:
-			REPORT_GUEST_ASSERT(uc);
-			break;
-		default:
-			TEST_FAIL("unexpected exit %u", vcpu->run->exit_reason);
-		}
-	}
-}
-
 TEST_F_TIMEOUT(stress, lifetime_races, 900)
 {
 	const struct vm_shape shape = {
@@ -527,10 +492,11 @@ TEST_F_TIMEOUT(stress, lifetime_races, 900)
 	pthread_create(&converter, NULL, convert_until_stopped, &racer);
 	for (i = 0; i < NR_VCPUS; i++) {
 		vcpu_args_set(vcpus[i], 1, racer.seed + i);
-		pthread_create(&vcpu_threads[i], NULL, vcpu_run_until_gone, vcpus[i]);
+		pthread_create(&vcpu_threads[i], NULL, vcpu_run_until_done, vcpus[i]);
 	}
 
 	/* Conversions and vCPU faults racing the memslot going and coming back. */
+	WRITE_ONCE(memslot_may_vanish, true);
 	for (i = 0; i < 20; i++) {
 		vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
 					   0, NULL, fd, 0);
@@ -548,6 +514,7 @@ TEST_F_TIMEOUT(stress, lifetime_races, 900)
 	*(bool *)addr_gva2hva(vm, (gva_t)&stop_guest) = true;
 	for (i = 0; i < NR_VCPUS; i++)
 		pthread_join(vcpu_threads[i], NULL);
+	WRITE_ONCE(memslot_may_vanish, false);
 	kvm_vm_free(vm);
 	usleep(50 * 1000);
 	close(fd);

@@ -97,3 +97,49 @@ int __gmem_create_huge(struct kvm_vm *vm, u64 size, u64 flags, u8 size_log2)
 
 	return __vm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args);
 }
+
+/*
+ * KVM_RUN, entered again after each KVM_EXIT_MEMORY_FAULT: a fault that raced
+ * a conversion of guest_memfd exits that way, and the guest just retries.
+ * Returns what the last _vcpu_run() returned.
+ */
+int vcpu_run_past_memory_faults(struct kvm_vcpu *vcpu)
+{
+	int r;
+
+	do {
+		r = _vcpu_run(vcpu);
+	} while (r && errno == EFAULT &&
+		 vcpu->run->exit_reason == KVM_EXIT_MEMORY_FAULT);
+	return r;
+}
+
+/*
+ * KVM's stage-2 mappings of each level are @nr_1g, @nr_2m and @nr_4k (or, with
+ * @at_least_4k, at least @nr_4k 4K ones: the VM's own memory has some too).
+ */
+void assert_stage2_mappings(struct kvm_vm *vm, u64 nr_1g, u64 nr_2m, u64 nr_4k,
+			    bool at_least_4k)
+{
+	u64 pages_1g = vm_get_stat(vm, pages_1g);
+	u64 pages_2m = vm_get_stat(vm, pages_2m);
+	u64 pages_4k = vm_get_stat(vm, pages_4k);
+
+	pr_info("stage-2 mappings: 1G: %lu, 2M: %lu, 4K: %lu\n",
+		pages_1g, pages_2m, pages_4k);
+	TEST_ASSERT_EQ(pages_1g, nr_1g);
+	TEST_ASSERT_EQ(pages_2m, nr_2m);
+	TEST_ASSERT(at_least_4k ? pages_4k >= nr_4k : pages_4k == nr_4k,
+		    "pages_4k = %lu, expected %s%lu", pages_4k,
+		    at_least_4k ? "at least " : "", nr_4k);
+}
+
+/* The number of maximal runs of equal values in @values[0..@n). */
+u64 count_uniform_runs(const u8 *values, u64 n)
+{
+	u64 i, runs = !!n;
+
+	for (i = 1; i < n; i++)
+		runs += values[i] != values[i - 1];
+	return runs;
+}
