@@ -504,7 +504,7 @@ TEST_F_TIMEOUT(stress, lifetime_races, 900)
 	 * fixed, so that make check stays a gate; see the design document.
 	 */
 	if (!getenv("GMEM_MEMSLOT_RACE"))
-		ksft_print_msg("memslot deletion race not run (known bug; GMEM_MEMSLOT_RACE=1 runs it)\n");
+		ksft_print_msg("%s\n", "memslot race not run: known bug (GMEM_MEMSLOT_RACE=1)");
 	WRITE_ONCE(memslot_may_vanish, true);
 	for (i = 0; getenv("GMEM_MEMSLOT_RACE") && i < 20; i++) {
 		vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
