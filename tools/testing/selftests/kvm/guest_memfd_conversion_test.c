@@ -311,14 +311,17 @@ FIXTURE_SETUP(conv)
 				      huge ? variant->page_shift : 0);
 	TEST_ASSERT(self->fd >= 0, "creating the guest_memfd failed, errno %d", errno);
 
+	/*
+	 * The memslot's userspace address is the file's own mapping: KVM
+	 * reads guest memory through it itself, e.g. when it emulates.
+	 */
+	self->mem = kvm_mmap(self->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			     self->fd);
 	vm_set_user_memory_region2(self->vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD,
-				   DATA_GPA, self->size, NULL, self->fd, 0);
+				   DATA_GPA, self->size, self->mem, self->fd, 0);
 	/* Big guest pages: no guest page table pages to fault in on the way. */
 	level = self->size % SZ_1G == 0 ? PG_LEVEL_1G : PG_LEVEL_2M;
 	virt_map_level(self->vm, DATA_GPA, DATA_GPA, self->size, level);
-
-	self->mem = kvm_mmap(self->size, PROT_READ | PROT_WRITE, MAP_SHARED,
-			     self->fd);
 
 	/* To the guest's command loop. */
 	vcpu_run_to_sync(self->vcpu);
@@ -394,6 +397,43 @@ TEST_F(conv, contents_survive_conversion)
 	guest_do(self->vcpu, OP_CHECK, 0, start, 1);
 	guest_do(self->vcpu, OP_CHECK, start, len, 2);
 	guest_do(self->vcpu, OP_CHECK, start + len, self->size - start - len, 1);
+}
+
+/*
+ * A memslot only guest_memfd backs takes its shareability from the file, so
+ * while the memslot is gone the guest's access is MMIO (KVM caches that in
+ * an MMIO SPTE), and once it is back the same access is private again: the
+ * guest reads its own bytes on the first run, without a memory-fault exit
+ * (before the fix, the stale MMIO SPTE made every run exit, asking for a
+ * conversion to shared the guest never requested).
+ */
+TEST_F(conv, memslot_comes_back_private)
+{
+	struct kvm_run *run = self->vcpu->run;
+	struct ucall uc;
+
+	guest_do(self->vcpu, OP_WRITE, 0, PAGE_SIZE, 3);
+
+	vm_set_user_memory_region2(self->vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD,
+				   DATA_GPA, 0, NULL, self->fd, 0);
+	cmd = (struct guest_cmd) { .op = OP_TOUCH, .size = PAGE_SIZE };
+	sync_global_to_guest(self->vm, cmd);
+	vcpu_run(self->vcpu);
+	TEST_ASSERT_KVM_EXIT_REASON(self->vcpu, KVM_EXIT_MMIO);
+	TEST_ASSERT_EQ(run->mmio.phys_addr, DATA_GPA);
+	TEST_ASSERT(!run->mmio.is_write, "the guest's read became a write");
+	memset(run->mmio.data, 0, sizeof(run->mmio.data));
+	vcpu_run_to_sync(self->vcpu);
+
+	vm_set_user_memory_region2(self->vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD,
+				   DATA_GPA, self->size, self->mem, self->fd, 0);
+	cmd = (struct guest_cmd) { .op = OP_CHECK, .size = PAGE_SIZE, .tag = 3 };
+	sync_global_to_guest(self->vm, cmd);
+	TEST_ASSERT(!_vcpu_run(self->vcpu), "KVM_RUN: errno %d, exit reason %u",
+		    errno, run->exit_reason);
+	TEST_ASSERT_KVM_EXIT_REASON(self->vcpu, KVM_EXIT_IO);
+	TEST_ASSERT_EQ(get_ucall(self->vcpu, &uc), UCALL_SYNC);
+	assert_shareability(self->fd, self->size / PAGE_SIZE, 0, 1);
 }
 
 /*

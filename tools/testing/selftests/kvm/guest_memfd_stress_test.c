@@ -61,7 +61,7 @@ static void guest_code(u32 seed)
 		state ^= state << 17;
 		index = state % region_pages;
 		v = READ_ONCE(*(u64 *)(DATA_GPA + index * PAGE_SIZE));
-		GUEST_ASSERT(!v || TAG_INDEX(v) == index);
+		__GUEST_ASSERT(!v || TAG_INDEX(v) == index, "page %lx read %lx", index, v);
 	}
 	GUEST_DONE();
 }
@@ -348,11 +348,11 @@ TEST_F_TIMEOUT(stress, convert_punch_pin_while_vcpus_read, 900)
 				  (huge ? GUEST_MEMFD_FLAG_HUGE_PAGES : 0),
 				  huge ? variant->page_shift : 0);
 	TEST_ASSERT(s.fd >= 0, "creating the guest_memfd failed, errno %d", errno);
+	s.mem = kvm_mmap(s.size, PROT_READ | PROT_WRITE, MAP_SHARED, s.fd);
 	vm_set_user_memory_region2(s.vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
-				   s.size, NULL, s.fd, 0);
+				   s.size, s.mem, s.fd, 0);
 	virt_map_level(s.vm, DATA_GPA, DATA_GPA, s.size,
 		       s.size % SZ_1G ? PG_LEVEL_2M : PG_LEVEL_1G);
-	s.mem = kvm_mmap(s.size, PROT_READ | PROT_WRITE, MAP_SHARED, s.fd);
 	s.shared = calloc(npages, 1);
 	s.tag = calloc(npages, sizeof(u64));
 	TEST_ASSERT(s.shared && s.tag, "calloc");
@@ -472,6 +472,7 @@ TEST_F_TIMEOUT(stress, lifetime_races, 900)
 	pthread_t converter, vcpu_threads[NR_VCPUS];
 	struct racer racer;
 	struct kvm_vm *vm;
+	void *mem;
 	int i, fd;
 
 	TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));
@@ -481,8 +482,14 @@ TEST_F_TIMEOUT(stress, lifetime_races, 900)
 				(huge ? GUEST_MEMFD_FLAG_HUGE_PAGES : 0),
 				huge ? variant->page_shift : 0);
 	TEST_ASSERT(fd >= 0, "creating the guest_memfd failed, errno %d", errno);
+	/*
+	 * KVM itself (its instruction emulator, for one) reads and writes
+	 * guest memory through the memslot's userspace address, so that is
+	 * the file's own mapping, as a VMM sets it.
+	 */
+	mem = kvm_mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
 	vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
-				   size, NULL, fd, 0);
+				   size, mem, fd, 0);
 	virt_map_level(vm, DATA_GPA, DATA_GPA, size,
 		       size % SZ_1G ? PG_LEVEL_2M : PG_LEVEL_1G);
 	region_pages = npages;
@@ -497,21 +504,16 @@ TEST_F_TIMEOUT(stress, lifetime_races, 900)
 
 	/*
 	 * Conversions and vCPU faults racing the memslot going and coming back.
-	 * KNOWN BUG, open: this race sometimes lets a vCPU read another page's
-	 * memory (the guest assertion below fires) and KVM WARNs in
-	 * tdp_mmu_map_handle_target_level() on a present SPTE whose pfn is not
-	 * the fault's.  It runs only with GMEM_MEMSLOT_RACE=1 until that is
-	 * fixed, so that make check stays a gate; see the design document.
+	 * While it is gone the guest's reads are MMIO that reads as zeroes;
+	 * when it is back, its pages are private or shared as the file says.
 	 */
-	if (!getenv("GMEM_MEMSLOT_RACE"))
-		ksft_print_msg("%s\n", "memslot race not run: known bug (GMEM_MEMSLOT_RACE=1)");
 	WRITE_ONCE(memslot_may_vanish, true);
-	for (i = 0; getenv("GMEM_MEMSLOT_RACE") && i < 20; i++) {
+	for (i = 0; i < 20; i++) {
 		vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
 					   0, NULL, fd, 0);
 		usleep(20 * 1000);
 		vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
-					   size, NULL, fd, 0);
+					   size, mem, fd, 0);
 		usleep(20 * 1000);
 	}
 
@@ -528,6 +530,7 @@ TEST_F_TIMEOUT(stress, lifetime_races, 900)
 	usleep(50 * 1000);
 	close(fd);
 	pthread_join(converter, NULL);
+	kvm_munmap(mem, size);
 	ksft_print_msg("%lu conversions raced 20 memslot deletions and two closes\n",
 		       racer.ok);
 }
