@@ -31,10 +31,7 @@
 #include <linux/slab.h>
 #include <kunit/visibility.h>
 
-struct gmem_hugetlb {
-	struct hstate *h;
-	struct hugepage_subpool *spool;
-};
+#include "guest_memfd_internal.h"
 
 /**
  * gmem_hugetlb_hstate() - The hugetlb pool backing a guest_memfd page size.
@@ -99,6 +96,7 @@ struct gmem_hugetlb *gmem_hugetlb_create(unsigned int size_log2, loff_t size)
 		return ERR_PTR(-ENOMEM);
 
 	gh->h = h;
+	xa_init(&gh->split);
 	gh->spool = hugepage_new_subpool(h, nr_pages, nr_pages);
 	if (!gh->spool) {
 		kfree(gh);
@@ -121,6 +119,7 @@ void gmem_hugetlb_destroy(struct gmem_hugetlb *gh)
 {
 	if (!gh)
 		return;
+	gmem_split_destroy(gh);
 	hugepage_put_subpool(gh->spool);
 	kfree(gh);
 }

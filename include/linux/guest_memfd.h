@@ -28,6 +28,17 @@ unsigned int gmem_hugetlb_order(const struct gmem_hugetlb *gh);
 struct folio *gmem_hugetlb_get_folio(struct gmem_hugetlb *gh,
 				     struct address_space *mapping,
 				     pgoff_t index, struct mempolicy *policy);
+
+/* The split/merge engine, mm/guest_memfd_split.c. */
+int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
+		       unsigned int new_order, const unsigned long *fine);
+int gmem_hugetlb_merge(struct gmem_hugetlb *gh, struct address_space *mapping,
+		       pgoff_t index, unsigned int order);
+bool gmem_hugetlb_is_split(struct gmem_hugetlb *gh, pgoff_t index);
+unsigned long gmem_hugetlb_split_stats(struct gmem_hugetlb *gh,
+				       unsigned long *vmemmap_bytes);
+int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
+			      struct address_space *mapping, pgoff_t index);
 #if IS_ENABLED(CONFIG_KUNIT)
 struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh, int nid,
 				       nodemask_t *nodemask);
@@ -64,6 +75,39 @@ static inline struct folio *gmem_hugetlb_get_folio(struct gmem_hugetlb *gh,
 						   struct mempolicy *policy)
 {
 	return ERR_PTR(-EINVAL);
+}
+
+static inline int gmem_hugetlb_split(struct gmem_hugetlb *gh,
+				     struct folio *folio, unsigned int new_order,
+				     const unsigned long *fine)
+{
+	return -EINVAL;
+}
+
+static inline int gmem_hugetlb_merge(struct gmem_hugetlb *gh,
+				     struct address_space *mapping,
+				     pgoff_t index, unsigned int order)
+{
+	return -EINVAL;
+}
+
+static inline bool gmem_hugetlb_is_split(struct gmem_hugetlb *gh, pgoff_t index)
+{
+	return false;
+}
+
+static inline unsigned long gmem_hugetlb_split_stats(struct gmem_hugetlb *gh,
+						     unsigned long *vmemmap_bytes)
+{
+	*vmemmap_bytes = 0;
+	return 0;
+}
+
+static inline int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
+					    struct address_space *mapping,
+					    pgoff_t index)
+{
+	return -EINVAL;
 }
 #endif /* CONFIG_GUEST_MEMFD_HUGETLB */
 

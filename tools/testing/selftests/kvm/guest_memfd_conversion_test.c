@@ -128,7 +128,10 @@ struct gmem_fdinfo {
 	u64 private_pages;
 	u64 shared_pages;
 	u64 shareability_ranges;
-	u64 huge_folios;
+	u64 huge_folios;		/* whole: hugetlb folios */
+	u64 split_huge_pages;
+	u64 split_vmemmap_bytes;	/* struct page memory the splits restored */
+	char folio_orders[128];		/* "order:count ..." from the largest */
 };
 
 /* Parse the guest_memfd lines of /proc/self/fdinfo/@fd. */
@@ -144,6 +147,8 @@ static void read_gmem_fdinfo(int fd, struct gmem_fdinfo *info)
 		{ "gmem_shared_pages:", offsetof(struct gmem_fdinfo, shared_pages) },
 		{ "gmem_shareability_ranges:", offsetof(struct gmem_fdinfo, shareability_ranges) },
 		{ "gmem_huge_folios:", offsetof(struct gmem_fdinfo, huge_folios) },
+		{ "gmem_split_huge_pages:", offsetof(struct gmem_fdinfo, split_huge_pages) },
+		{ "gmem_split_vmemmap_bytes:", offsetof(struct gmem_fdinfo, split_vmemmap_bytes) },
 	};
 	char path[64], key[64], line[256];
 	unsigned long long val;
@@ -155,6 +160,8 @@ static void read_gmem_fdinfo(int fd, struct gmem_fdinfo *info)
 	TEST_ASSERT(f, "fopen(%s)", path);
 	memset(info, 0, sizeof(*info));
 	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "gmem_folio_orders: %127[0-9: ]", info->folio_orders) == 1)
+			continue;
 		if (sscanf(line, "%63s %lli", key, &val) != 2)
 			continue;
 		for (i = 0; i < ARRAY_SIZE(fields); i++) {
@@ -471,15 +478,64 @@ TEST_F(conv, shareability_ranges_split_and_merge)
 #define GUEST_TEST_TIMEOUT	300
 
 /*
+ * The folios of a huge-page file, by order from the largest ("9:3 0:512 "),
+ * the huge pages split and the struct page memory their splits restored: a
+ * merge that a reference blocked is retried shortly, so wait for it.
+ */
+static void assert_folios(int fd, const char *orders, u64 split,
+			  u64 vmemmap_bytes)
+{
+	struct gmem_fdinfo info;
+	int tries = 100;
+
+	do {
+		read_gmem_fdinfo(fd, &info);
+		if (!strcmp(info.folio_orders, orders) &&
+		    info.split_huge_pages == split)
+			break;
+		usleep(20 * 1000);
+	} while (--tries);
+
+	pr_info("folio orders: %s, split huge pages: %lu, vmemmap restored: %lu bytes\n",
+		info.folio_orders, info.split_huge_pages, info.split_vmemmap_bytes);
+	TEST_ASSERT(!strcmp(info.folio_orders, orders),
+		    "folio orders \"%s\", expected \"%s\"", info.folio_orders, orders);
+	TEST_ASSERT_EQ(info.split_huge_pages, split);
+	TEST_ASSERT_EQ(info.split_vmemmap_bytes, vmemmap_bytes);
+}
+
+/*
+ * HVO keeps one page of struct pages per huge page; a split restores the rest
+ * (64 bytes of struct page per 4K page).
+ */
+static u64 vmemmap_restored(u64 page_size)
+{
+	return page_size / PAGE_SIZE * 64 - PAGE_SIZE;
+}
+
+/* The folio orders of a file of whole huge pages. */
+static const char *whole_folios(FIXTURE_DATA(conv) *self)
+{
+	static char buf[32];
+
+	snprintf(buf, sizeof(buf), "%d:%lu ", __builtin_ctzll(self->page_size) - 12,
+		 self->size / self->page_size);
+	return buf;
+}
+
+/*
  * One 4K page made shared in a huge page costs the huge mapping of its
  * smallest enclosing block only: the other blocks are mapped at the next
  * level down (511 2M mappings for a 1G page, plus 512 4K ones).  Made private
- * again, the whole huge page is mapped at its size again.
+ * again, the whole huge page is mapped at its size again.  The huge page is
+ * split only as far as that (511 2M folios and 512 4K ones for a 1G page) and
+ * merged back, HVO and all.
  */
 TEST_F_TIMEOUT(conv, mapping_levels_follow_shareability, GUEST_TEST_TIMEOUT)
 {
 	u64 nr_1g = 0, nr_2m = 0, base_4k, split_2m, split_4k;
 	u64 page = self->size / 2 + 5 * PAGE_SIZE;
+	char whole[32], split[32];
 
 	/* The VM's own memory is mapped at 4K; count it once. */
 	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
@@ -500,14 +556,25 @@ TEST_F_TIMEOUT(conv, mapping_levels_follow_shareability, GUEST_TEST_TIMEOUT)
 		split_4k = base_4k;
 	}
 	assert_stage2_mappings(self->vm, nr_1g, nr_2m, base_4k, false);
+	if (variant->page_shift > 12) {
+		snprintf(whole, sizeof(whole), "%s", whole_folios(self));
+		/* The other 2M blocks, then the 512 pages of the page's block. */
+		snprintf(split, sizeof(split), "9:%lu 0:512 ",
+			 self->size / SZ_2M - 1);
+		assert_folios(self->fd, whole, 0, 0);
+	}
 
 	convert(self->fd, page, PAGE_SIZE, 0);
 	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
 	assert_stage2_mappings(self->vm, 0, split_2m, split_4k, false);
+	if (variant->page_shift > 12)
+		assert_folios(self->fd, split, 1, vmemmap_restored(self->page_size));
 
 	convert(self->fd, page, PAGE_SIZE, PRIVATE);
 	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
 	assert_stage2_mappings(self->vm, nr_1g, nr_2m, base_4k, false);
+	if (variant->page_shift > 12)
+		assert_folios(self->fd, whole, 0, 0);
 }
 
 static void assert_convert_errno(int fd, const struct hugetlb_pools *pools,
@@ -585,9 +652,9 @@ TEST_F(conv, bad_requests_change_nothing)
 
 /*
  * vmsplice() pins the pages it takes (GUP).  Private pages cannot be pinned.
- * A pinned shared order-0 page makes conversion to private fail with EAGAIN
- * and error_offset at that page, changing nothing, until the pipe lets go.
- * Huge pages are mapped into the host by PFN, which cannot be pinned either.
+ * A pinned shared page (of a split huge page too) makes conversion to private
+ * fail with EAGAIN and error_offset at that page, changing nothing, until the
+ * pipe lets go; the huge page is whole again once it is all private.
  */
 TEST_F(conv, host_references_block_private)
 {
@@ -610,16 +677,8 @@ TEST_F(conv, host_references_block_private)
 	convert(self->fd, pinned, PAGE_SIZE, 0);
 	*host_page(self, pinned) = page_tag(pinned, 3);
 	r = vmsplice(pipefd[1], &iov, 1, 0);
-	if (variant->page_shift > 12) {
-		TEST_ASSERT(r < 0 && errno == EFAULT,
-			    "vmsplice() of a PFN-mapped huge page: expected EFAULT, got %zd/%d",
-			    r, errno);
-		/* Mapped but not pinned: conversion zaps the mapping. */
-		TEST_ASSERT_EQ(__convert(self->fd, &args), 0);
-		assert_shareability(self->fd, npages, 0, 1);
-		goto out;
-	}
-	TEST_ASSERT_EQ(r, PAGE_SIZE);
+	TEST_ASSERT(r == PAGE_SIZE, "vmsplice() of a shared page: %zd, errno %d",
+		    r, errno);
 
 	args.error_offset = -1ull;
 	TEST_ASSERT(__convert(self->fd, &args) && errno == EAGAIN,
@@ -635,7 +694,11 @@ TEST_F(conv, host_references_block_private)
 	assert_shareability(self->fd, npages, 0, 1);
 	TEST_ASSERT(host_read_faults(host_page(self, pinned)),
 		    "the host read a page converted to private");
-out:
+	/* The huge page the host's write allocated, whole again. */
+	if (variant->page_shift > 12) {
+		snprintf(buf, sizeof(buf), "%u:1 ", variant->page_shift - 12);
+		assert_folios(self->fd, buf, 0, 0);
+	}
 	guest_do(self->vcpu, OP_CHECK, pinned, PAGE_SIZE, 3);
 	close(pipefd[0]);
 	close(pipefd[1]);

@@ -1,0 +1,27 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * What mm/guest_memfd_hugetlb.c (allocation, reservation) and
+ * mm/guest_memfd_split.c (the split/merge engine) share.
+ */
+#ifndef __MM_GUEST_MEMFD_INTERNAL_H
+#define __MM_GUEST_MEMFD_INTERNAL_H
+
+#include <linux/xarray.h>
+
+struct hstate;
+struct hugepage_subpool;
+
+/* The hugetlb backing of one guest_memfd inode. */
+struct gmem_hugetlb {
+	struct hstate *h;
+	struct hugepage_subpool *spool;
+	/*
+	 * The huge pages that are split, by huge page index: what their
+	 * hugetlb folio held that the pieces cannot (struct gmem_split_record).
+	 */
+	struct xarray split;
+};
+
+void gmem_split_destroy(struct gmem_hugetlb *gh);
+
+#endif /* __MM_GUEST_MEMFD_INTERNAL_H */

@@ -1,0 +1,625 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * The split/merge engine of hugetlb-backed guest_memfd.
+ *
+ * A huge page of a guest_memfd file starts as one hugetlb folio, with its
+ * vmemmap optimised (HVO): only the first page of its struct pages is real,
+ * the tail struct pages are shared read-only. That is all a huge page needs
+ * while the guest owns all of it, since KVM maps it by pfn. Once part of it is
+ * shared with the host, the host maps, pins and references its pages one by
+ * one, which takes struct pages of their own: the huge page is split into
+ * ordinary page-cache folios ("pieces"), only as far as needed:
+ *
+ *   1G hugetlb folio -> 512 folios of 2M -> the 2M folio that is not uniform
+ *                                           -> 512 folios of 4K
+ *
+ * and merged back (HVO re-applied) once it is private again. Nothing moves: a
+ * piece is the same memory, in the same page cache slots, as the huge folio it
+ * came from, so the guest's contents are untouched.
+ *
+ * A split huge page is still in use as far as hugetlb is concerned (its pool
+ * counts do not change); what the hugetlb folio held that pieces cannot (its
+ * subpool, cgroup charges and flags) waits in a record until the merge. Pieces
+ * are never freed: only this file takes them out of the page cache, when it
+ * merges them. If truncation finds pieces still referenced (pinned for I/O,
+ * say), they leave the page cache but keep their references as long as needed
+ * ("orphans"), and are merged and freed to the pool once nothing else holds
+ * them, so no page is ever lost to the pool.
+ *
+ * Locking: the caller (guest_memfd) holds the file's invalidate lock, which
+ * keeps its own lookups (KVM and host faults) out, so a folio's references
+ * are frozen only against stray speculative lookups. A split takes the folio
+ * locked, with one reference, from its caller; a merge freezes every piece,
+ * and fails with -EAGAIN if any is referenced beyond the page cache.
+ */
+#include <linux/dax.h>
+#include <linux/guest_memfd.h>
+#include <linux/hugetlb.h>
+#include <linux/kvm_types.h>
+#include <linux/mm.h>
+#include <linux/pagemap.h>
+#include <linux/shmem_fs.h>
+#include <linux/slab.h>
+#include <linux/workqueue.h>
+#include <linux/xarray.h>
+
+#include "guest_memfd_internal.h"
+#include "hugetlb_vmemmap.h"
+#include "internal.h"
+
+/* What a split huge page's hugetlb folio held, for the merge. */
+struct gmem_split_record {
+	unsigned long hugetlb_flags;	/* folio->private: HPG_* */
+	void *subpool;
+	void *cgroup;
+	void *cgroup_rsvd;
+#ifdef CONFIG_MEMCG
+	unsigned long memcg_data;
+#endif
+	/* HVO was undone by the split, to be redone by the merge. */
+	bool vmemmap_restored;
+};
+
+static void gmem_save_hugetlb(struct folio *folio, struct gmem_split_record *rec)
+{
+	rec->hugetlb_flags = (unsigned long)folio->private;
+	rec->subpool = folio->_hugetlb_subpool;
+	rec->cgroup = folio->_hugetlb_cgroup;
+	rec->cgroup_rsvd = folio->_hugetlb_cgroup_rsvd;
+#ifdef CONFIG_MEMCG
+	rec->memcg_data = folio->memcg_data;
+#endif
+}
+
+static void gmem_restore_hugetlb(struct folio *folio,
+				 const struct gmem_split_record *rec)
+{
+	folio->private = (void *)rec->hugetlb_flags;
+	folio->_hugetlb_subpool = rec->subpool;
+	folio->_hugetlb_cgroup = rec->cgroup;
+	folio->_hugetlb_cgroup_rsvd = rec->cgroup_rsvd;
+#ifdef CONFIG_MEMCG
+	folio->memcg_data = rec->memcg_data;
+#endif
+}
+
+/*
+ * Make @page a page of its own, as if just initialised: no folio, no flags
+ * but its node, zone and section (and hardware poison, which must stay), no
+ * references.
+ */
+static void gmem_reset_page(struct page *page)
+{
+	unsigned long keep = page->flags.f &
+			     ~(PAGE_FLAGS_CHECK_AT_PREP | PAGE_FLAGS_SECOND);
+
+	mm_zero_struct_page(page);
+	page->flags.f = keep;
+	atomic_set(&page->_mapcount, -1);
+	page_cpupid_reset_last(page);
+	INIT_LIST_HEAD(&page->lru);
+}
+
+static void gmem_reset_pages(struct page *head, unsigned long nr)
+{
+	unsigned long i;
+
+	for (i = 0; i < nr; i++) {
+		gmem_reset_page(head + i);
+		if (!(i % 4096))
+			cond_resched();
+	}
+}
+
+/* Set up @head as the head of a page-cache folio of @order at @index. */
+static struct folio *gmem_prep_folio(struct page *head, unsigned int order,
+				     struct address_space *mapping, pgoff_t index)
+{
+	struct folio *folio = (struct folio *)head;
+
+	if (order) {
+		prep_compound_page(head, order);
+		folio_set_large_rmappable(folio);
+	}
+	folio->mapping = mapping;
+	folio->index = index;
+	__folio_mark_uptodate(folio);
+	return folio;
+}
+
+/*
+ * Store the folios just made of the 2^@nr_order pages at @head in the page
+ * cache, over what the slots held, each with the page cache's references. The
+ * slots were split beforehand to exactly these folios' orders, or to coarser
+ * entries that they fill, so no xarray node is allocated.
+ */
+static void gmem_store_pieces(struct address_space *mapping, struct page *head,
+			      unsigned int nr_order, pgoff_t index)
+{
+	unsigned long nr = 1UL << nr_order, i;
+	XA_STATE(xas, &mapping->i_pages, index);
+	struct folio *folio;
+
+	mapping_set_update(&xas, mapping);
+	xas_lock_irq(&xas);
+	for (i = 0; i < nr; i += folio_nr_pages(folio)) {
+		folio = (struct folio *)(head + i);
+		xas_set_order(&xas, index + i, folio_order(folio));
+		xas_store(&xas, folio);
+		WARN_ON_ONCE(xas_error(&xas));
+	}
+	/*
+	 * Only now: a lookup that found the first piece in a slot that was
+	 * still the whole folio's must not get hold of it.
+	 */
+	for (i = 0; i < nr; i += folio_nr_pages(folio)) {
+		folio = (struct folio *)(head + i);
+		folio_ref_unfreeze(folio, folio_nr_pages(folio));
+	}
+	xas_unlock_irq(&xas);
+}
+
+/*
+ * xas_split() splits an entry at most two xarray levels down: the order to
+ * split an entry of @order to on the way to @new_order.
+ */
+static unsigned int gmem_xa_split_step(unsigned int order, unsigned int new_order)
+{
+	unsigned int shift = new_order - new_order % XA_CHUNK_SHIFT;
+
+	if (shift + 2 * XA_CHUNK_SHIFT > order)
+		return new_order;
+	return order - XA_CHUNK_SHIFT;
+}
+
+/*
+ * Split the page cache entries of @folio in [@index, @end) down to @new_order,
+ * each still holding @folio. This is the only step of a split that allocates xarray
+ * nodes, so it comes first; finer entries holding the same folio are a state
+ * the page cache is fine with, so a failure half way needs no undoing (and a
+ * later split finds some of its work done).
+ */
+static int gmem_xa_presplit(struct address_space *mapping, struct folio *folio,
+			    pgoff_t index, pgoff_t end, unsigned int new_order)
+{
+	int order;
+
+	while (index < end) {
+		XA_STATE(xas, &mapping->i_pages, index);
+
+		xas_lock_irq(&xas);
+		xas_load(&xas);
+		order = xas_get_order(&xas);
+		xas_unlock_irq(&xas);
+		if (order <= new_order) {
+			index += 1UL << order;
+			continue;
+		}
+
+		xas_set_order(&xas, index, gmem_xa_split_step(order, new_order));
+		mapping_set_update(&xas, mapping);
+		xas_split_alloc(&xas, folio, order, GFP_KERNEL);
+		if (xas_error(&xas))
+			return xas_error(&xas);
+		xas_lock_irq(&xas);
+		xas_split(&xas, folio, order);
+		xas_unlock_irq(&xas);
+		xas_destroy(&xas);
+		/* Look at @index again: its entry is finer now. */
+	}
+	return 0;
+}
+
+static pgoff_t gmem_huge_index(const struct gmem_hugetlb *gh, pgoff_t index)
+{
+	return index >> huge_page_order(gh->h);
+}
+
+/**
+ * gmem_hugetlb_split() - Split a folio of a hugetlb-backed guest_memfd.
+ * @gh: the file's hugetlb backing.
+ * @folio: a folio of the file, locked, with one reference held by the caller:
+ *	   a whole huge page (a hugetlb folio) or a piece of a split one.
+ * @new_order: the order of the pieces: smaller than @folio's, or equal to it
+ *	       to turn a hugetlb folio into an ordinary one the host can map.
+ * @fine: NULL, or a bitmap of the pieces that are to be split further, into
+ *	  4K folios, in the same step, so that nobody sees them in between.
+ *
+ * @folio must not be mapped into userspace (its host mappings zapped). A
+ * hugetlb folio has its vmemmap restored first, which is the memory the split
+ * costs: gmem_hugetlb_split_stats() reports it.
+ *
+ * Return: 0 on success: @folio is gone, its lock and the caller's reference
+ * with it, and its pieces are unlocked in the page cache. -ENOMEM (no memory
+ * for page cache nodes, the record or the vmemmap), -EAGAIN (@folio mapped or
+ * referenced by someone else), -EHWPOISON (a page of it is poisoned) or
+ * -EINVAL: @folio is as it was, locked and referenced.
+ */
+int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
+		       unsigned int new_order, const unsigned long *fine)
+{
+	struct address_space *mapping = folio->mapping;
+	unsigned int order = folio_order(folio);
+	bool hugetlb = folio_test_hugetlb(folio);
+	struct gmem_split_record *rec = NULL;
+	pgoff_t index = folio->index;
+	unsigned long i;
+	bool optimized;
+	int r;
+
+	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
+	if (new_order > order || (new_order == order && !hugetlb))
+		return -EINVAL;
+	if (folio_test_hwpoison(folio) ||
+	    (folio_test_large(folio) && folio_test_has_hwpoisoned(folio)))
+		return -EHWPOISON;
+	if (folio_mapped(folio))
+		return -EAGAIN;
+
+	if (hugetlb) {
+		rec = kzalloc_obj(*rec, GFP_KERNEL_ACCOUNT);
+		if (!rec)
+			return -ENOMEM;
+		r = xa_insert(&gh->split, gmem_huge_index(gh, index), rec,
+			      GFP_KERNEL_ACCOUNT);
+		if (r)
+			goto free_rec;
+	}
+
+	r = gmem_xa_presplit(mapping, folio, index, folio_next_index(folio),
+			     new_order);
+	for (i = 0; !r && fine && new_order && i < (1UL << (order - new_order)); i++) {
+		if (test_bit(i, fine))
+			r = gmem_xa_presplit(mapping, folio, index + (i << new_order),
+					     index + ((i + 1) << new_order), 0);
+	}
+	if (r)
+		goto erase_rec;
+
+	/* The page cache's references and the caller's. */
+	if (!folio_ref_freeze(folio, folio_nr_pages(folio) + 1)) {
+		r = -EAGAIN;
+		goto erase_rec;
+	}
+
+	if (hugetlb) {
+		optimized = folio_test_hugetlb_vmemmap_optimized(folio);
+		r = hugetlb_vmemmap_restore_folio(gh->h, folio);
+		if (r) {
+			folio_ref_unfreeze(folio, folio_nr_pages(folio) + 1);
+			goto erase_rec;
+		}
+		rec->vmemmap_restored = optimized;
+
+		/* In use, the folio is on the active list: not any more. */
+		spin_lock_irq(&hugetlb_lock);
+		list_del_init(&folio->lru);
+		gmem_save_hugetlb(folio, rec);
+		__folio_clear_hugetlb(folio);
+		spin_unlock_irq(&hugetlb_lock);
+	}
+
+	/* The point of no return. */
+	gmem_reset_pages(&folio->page, 1UL << order);
+	for (i = 0; i < (1UL << order); i += 1UL << new_order) {
+		struct page *piece = &folio->page + i;
+		unsigned long j;
+
+		if (!fine || !new_order || !test_bit(i >> new_order, fine)) {
+			gmem_prep_folio(piece, new_order, mapping, index + i);
+			continue;
+		}
+		for (j = 0; j < (1UL << new_order); j++)
+			gmem_prep_folio(piece + j, 0, mapping, index + i + j);
+	}
+	gmem_store_pieces(mapping, &folio->page, order, index);
+	return 0;
+
+erase_rec:
+	if (rec)
+		xa_erase(&gh->split, gmem_huge_index(gh, index));
+free_rec:
+	kfree(rec);
+	return r;
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_split);
+
+/*
+ * Freeze the references of the pieces that cover the 2^@order pages from
+ * @head, pieces of @mapping from @index (or of no mapping, if NULL): each
+ * must hold only the page cache's references, and not be mapped. All are
+ * frozen, or none.
+ */
+static bool gmem_freeze_pieces(struct page *head, unsigned int order,
+			       struct address_space *mapping, pgoff_t index)
+{
+	unsigned long nr = 1UL << order, i, j;
+	struct folio *folio;
+
+	for (i = 0; i < nr; i += folio_nr_pages(folio)) {
+		folio = page_folio(head + i);
+		if (folio_test_hugetlb(folio) || &folio->page != head + i ||
+		    i + folio_nr_pages(folio) > nr ||
+		    folio->mapping != mapping ||
+		    (mapping && folio->index != index + i) ||
+		    folio_mapped(folio) ||
+		    !folio_ref_freeze(folio, folio_nr_pages(folio)))
+			goto unfreeze;
+	}
+	return true;
+
+unfreeze:
+	for (j = 0; j < i; j += folio_nr_pages(folio)) {
+		folio = page_folio(head + j);
+		folio_ref_unfreeze(folio, folio_nr_pages(folio));
+	}
+	return false;
+}
+
+/*
+ * Make the frozen pages from @head one hugetlb folio again, HVO re-applied if
+ * the split undid it; it is left frozen.
+ */
+static struct folio *gmem_make_hugetlb(struct gmem_hugetlb *gh, struct page *head,
+				       const struct gmem_split_record *rec,
+				       struct address_space *mapping, pgoff_t index)
+{
+	unsigned int order = huge_page_order(gh->h);
+	struct folio *folio;
+
+	gmem_reset_pages(head, 1UL << order);
+	folio = (struct folio *)head;
+	prep_compound_page(head, order);
+	folio->mapping = mapping;
+	folio->index = index;
+	__folio_mark_uptodate(folio);
+
+	spin_lock_irq(&hugetlb_lock);
+	__folio_set_hugetlb(folio);
+	gmem_restore_hugetlb(folio, rec);
+	list_add(&folio->lru, &gh->h->hugepage_activelist);
+	spin_unlock_irq(&hugetlb_lock);
+
+	if (rec->vmemmap_restored)
+		hugetlb_vmemmap_optimize_folio(gh->h, folio);
+	return folio;
+}
+
+/**
+ * gmem_hugetlb_merge() - Merge the folios of a block of a hugetlb-backed
+ *			  guest_memfd into one.
+ * @gh: the file's hugetlb backing.
+ * @mapping: the file's page cache.
+ * @index: the first page of the block, aligned to its size.
+ * @order: the block's order: the huge page order, which makes the block one
+ *	   hugetlb folio again (HVO re-applied), or a smaller one, which makes
+ *	   it one ordinary folio.
+ *
+ * The folios of the block must be neither mapped into userspace nor
+ * referenced other than by the page cache.
+ *
+ * Return: 0 if the block is one folio of @order now (also if it already was),
+ * -EAGAIN if a folio of it is mapped or referenced (nothing changed), -ENOENT
+ * if part of the block is not allocated, -EINVAL if @index or @order is wrong.
+ */
+int gmem_hugetlb_merge(struct gmem_hugetlb *gh, struct address_space *mapping,
+		       pgoff_t index, unsigned int order)
+{
+	unsigned int huge_order = huge_page_order(gh->h);
+	struct gmem_split_record *rec = NULL;
+	struct folio *folio;
+	struct page *head;
+	bool done;
+
+	if (order > huge_order || !IS_ALIGNED(index, 1UL << order))
+		return -EINVAL;
+
+	folio = filemap_get_folio(mapping, index);
+	if (IS_ERR(folio))
+		return -ENOENT;
+	head = folio_file_page(folio, index);
+	/* Already one folio: whole, or inside a larger piece, or the piece. */
+	done = folio_test_hugetlb(folio) || folio_order(folio) > order ||
+	       (folio_order(folio) == order && order < huge_order);
+	folio_put(folio);
+	if (done)
+		return 0;
+
+	if (order == huge_order) {
+		rec = xa_load(&gh->split, gmem_huge_index(gh, index));
+		if (WARN_ON_ONCE(!rec))
+			return -EINVAL;
+	}
+
+	if (!gmem_freeze_pieces(head, order, mapping, index))
+		return -EAGAIN;
+
+	if (rec) {
+		folio = gmem_make_hugetlb(gh, head, rec, mapping, index);
+		xa_erase(&gh->split, gmem_huge_index(gh, index));
+		kfree(rec);
+	} else {
+		gmem_reset_pages(head, 1UL << order);
+		folio = gmem_prep_folio(head, order, mapping, index);
+	}
+	gmem_store_pieces(mapping, head, order, index);
+	return 0;
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_merge);
+
+/**
+ * gmem_hugetlb_is_split() - Whether the huge page holding an index is split.
+ * @gh: the file's hugetlb backing.
+ * @index: a page index in the file.
+ *
+ * Return: true if the huge page is in pieces, false if it is one hugetlb
+ * folio or not allocated.
+ */
+bool gmem_hugetlb_is_split(struct gmem_hugetlb *gh, pgoff_t index)
+{
+	return xa_load(&gh->split, gmem_huge_index(gh, index));
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_is_split);
+
+/**
+ * gmem_hugetlb_split_stats() - How many huge pages of a file are split.
+ * @gh: the file's hugetlb backing.
+ * @vmemmap_bytes: set to the struct page memory their splits restored.
+ *
+ * Return: the number of split huge pages.
+ */
+unsigned long gmem_hugetlb_split_stats(struct gmem_hugetlb *gh,
+				       unsigned long *vmemmap_bytes)
+{
+	struct gmem_split_record *rec;
+	unsigned long index, nr = 0;
+
+	*vmemmap_bytes = 0;
+	xa_for_each(&gh->split, index, rec) {
+		nr++;
+		if (rec->vmemmap_restored)
+			*vmemmap_bytes += hugetlb_vmemmap_optimizable_size(gh->h);
+	}
+	return nr;
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_split_stats);
+
+/*
+ * Orphans: split huge pages taken out of a file while something still
+ * referenced a piece. They keep the page cache's references until the others
+ * are gone, then are made one hugetlb folio again and freed to the pool.
+ */
+struct gmem_orphan {
+	struct list_head list;
+	struct gmem_hugetlb gh;		/* only its hstate */
+	struct page *head;
+	struct gmem_split_record rec;
+};
+
+static LIST_HEAD(gmem_orphans);
+static DEFINE_SPINLOCK(gmem_orphans_lock);
+static void gmem_free_orphans(struct work_struct *work);
+static DECLARE_DELAYED_WORK(gmem_orphans_work, gmem_free_orphans);
+
+/* Free @orphan's huge page to the pool if nothing but its own refs hold it. */
+static bool gmem_free_orphan(struct gmem_orphan *orphan)
+{
+	unsigned int order = huge_page_order(orphan->gh.h);
+	struct folio *folio;
+
+	if (!gmem_freeze_pieces(orphan->head, order, NULL, 0))
+		return false;
+
+	folio = gmem_make_hugetlb(&orphan->gh, orphan->head, &orphan->rec,
+				  NULL, 0);
+	folio_ref_unfreeze(folio, 1);
+	folio_put(folio);
+	return true;
+}
+
+static void gmem_free_orphans(struct work_struct *work)
+{
+	struct gmem_orphan *orphan, *next;
+	LIST_HEAD(list);
+
+	spin_lock(&gmem_orphans_lock);
+	list_splice_init(&gmem_orphans, &list);
+	spin_unlock(&gmem_orphans_lock);
+
+	list_for_each_entry_safe(orphan, next, &list, list) {
+		if (!gmem_free_orphan(orphan))
+			continue;
+		list_del(&orphan->list);
+		kfree(orphan);
+	}
+
+	spin_lock(&gmem_orphans_lock);
+	list_splice(&list, &gmem_orphans);
+	if (!list_empty(&gmem_orphans))
+		schedule_delayed_work(&gmem_orphans_work, HZ / 10);
+	spin_unlock(&gmem_orphans_lock);
+}
+
+/**
+ * gmem_hugetlb_remove_split() - Take a split huge page out of the file.
+ * @gh: the file's hugetlb backing.
+ * @mapping: the file's page cache.
+ * @index: a page index in the huge page.
+ *
+ * For truncation, once gmem_hugetlb_merge() has kept failing because
+ * something still references a piece: the pieces leave the page cache now,
+ * keeping its references, and once nothing else holds them they are merged
+ * and the huge page goes back to the pool. The pieces must not be mapped.
+ *
+ * Return: 0, -ENOMEM (no memory to remember the orphan: the huge page stays
+ * in the file) or -EAGAIN (a piece is still mapped).
+ */
+int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
+			      struct address_space *mapping, pgoff_t index)
+{
+	unsigned int order = huge_page_order(gh->h);
+	pgoff_t base = round_down(index, 1UL << order), i;
+	struct gmem_split_record *rec;
+	struct gmem_orphan *orphan;
+	struct folio *folio;
+	struct page *head;
+
+	rec = xa_load(&gh->split, gmem_huge_index(gh, index));
+	if (WARN_ON_ONCE(!rec))
+		return -EINVAL;
+
+	orphan = kzalloc_obj(*orphan, GFP_KERNEL);
+	if (!orphan)
+		return -ENOMEM;
+
+	folio = filemap_get_folio(mapping, base);
+	if (WARN_ON_ONCE(IS_ERR(folio))) {
+		kfree(orphan);
+		return -EINVAL;
+	}
+	head = &folio->page;
+	folio_put(folio);
+
+	/* Under the page cache lock, so that nobody maps a piece meanwhile. */
+	{
+		XA_STATE_ORDER(xas, &mapping->i_pages, base, order);
+
+		mapping_set_update(&xas, mapping);
+		xas_lock_irq(&xas);
+		for (i = 0; i < (1UL << order); i += folio_nr_pages(folio)) {
+			folio = page_folio(head + i);
+			if (folio_mapped(folio)) {
+				xas_unlock_irq(&xas);
+				kfree(orphan);
+				return -EAGAIN;
+			}
+		}
+		xas_store(&xas, NULL);
+		mapping->nrpages -= 1UL << order;
+		for (i = 0; i < (1UL << order); i += folio_nr_pages(folio)) {
+			folio = page_folio(head + i);
+			folio->mapping = NULL;
+		}
+		xas_unlock_irq(&xas);
+	}
+
+	orphan->gh.h = gh->h;
+	orphan->head = head;
+	orphan->rec = *rec;
+	xa_erase(&gh->split, gmem_huge_index(gh, index));
+	kfree(rec);
+
+	spin_lock(&gmem_orphans_lock);
+	list_add_tail(&orphan->list, &gmem_orphans);
+	schedule_delayed_work(&gmem_orphans_work, HZ / 10);
+	spin_unlock(&gmem_orphans_lock);
+	return 0;
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_remove_split);
+
+/* The file is going: it must have no split huge page left. */
+void gmem_split_destroy(struct gmem_hugetlb *gh)
+{
+	WARN_ON_ONCE(!xa_empty(&gh->split));
+	xa_destroy(&gh->split);
+}
