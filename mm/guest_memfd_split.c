@@ -104,11 +104,9 @@ static void gmem_reset_pages(struct page *head, unsigned long nr)
 {
 	unsigned long i;
 
-	for (i = 0; i < nr; i++) {
+	/* No sleeping: references are frozen, lookups spin meanwhile. */
+	for (i = 0; i < nr; i++)
 		gmem_reset_page(head + i);
-		if (!(i % 4096))
-			cond_resched();
-	}
 }
 
 /* Set up @head as the head of a page-cache folio of @order at @index. */
@@ -276,6 +274,19 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	if (r)
 		goto erase_rec;
 
+	/*
+	 * Restoring the vmemmap allocates, so it comes before the references
+	 * are frozen: lookups spin on a frozen folio, and must not wait for a
+	 * sleeper. Only the tail struct pages move, and nobody writes them.
+	 */
+	if (hugetlb) {
+		optimized = folio_test_hugetlb_vmemmap_optimized(folio);
+		r = hugetlb_vmemmap_restore_in_use_folio(gh->h, folio);
+		if (r)
+			goto erase_rec;
+		rec->vmemmap_restored = optimized;
+	}
+
 	/* The page cache's references and the caller's. */
 	if (!folio_ref_freeze(folio, folio_nr_pages(folio) + 1)) {
 		r = -EAGAIN;
@@ -283,14 +294,6 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	}
 
 	if (hugetlb) {
-		optimized = folio_test_hugetlb_vmemmap_optimized(folio);
-		r = hugetlb_vmemmap_restore_folio(gh->h, folio);
-		if (r) {
-			folio_ref_unfreeze(folio, folio_nr_pages(folio) + 1);
-			goto erase_rec;
-		}
-		rec->vmemmap_restored = optimized;
-
 		/* In use, the folio is on the active list: not any more. */
 		spin_lock_irq(&hugetlb_lock);
 		list_del_init(&folio->lru);
@@ -358,7 +361,9 @@ unfreeze:
 
 /*
  * Make the frozen pages from @head one hugetlb folio again, HVO re-applied if
- * the split undid it; it is left frozen.
+ * the split undid it; it is left frozen. HVO moves the head struct page, so it
+ * needs the references frozen, and it allocates: the caller keeps lookups out
+ * (guest_memfd's invalidate lock), or the folio is in no page cache.
  */
 static struct folio *gmem_make_hugetlb(struct gmem_hugetlb *gh, struct page *head,
 				       const struct gmem_split_record *rec,
@@ -380,8 +385,8 @@ static struct folio *gmem_make_hugetlb(struct gmem_hugetlb *gh, struct page *hea
 	list_add(&folio->lru, &gh->h->hugepage_activelist);
 	spin_unlock_irq(&hugetlb_lock);
 
-	if (rec->vmemmap_restored)
-		hugetlb_vmemmap_optimize_folio(gh->h, folio);
+	/* Also if a split that failed had restored it. */
+	hugetlb_vmemmap_optimize_folio(gh->h, folio);
 	return folio;
 }
 
