@@ -6,6 +6,7 @@
 #ifndef __MM_GUEST_MEMFD_INTERNAL_H
 #define __MM_GUEST_MEMFD_INTERNAL_H
 
+#include <linux/bug.h>
 #include <linux/xarray.h>
 
 struct hstate;
@@ -22,6 +23,11 @@ struct gmem_hugetlb {
 	struct xarray split;
 };
 
-void gmem_split_destroy(struct gmem_hugetlb *gh);
+/* The file is going: it must have no split huge page left. */
+static inline void gmem_split_destroy(struct gmem_hugetlb *gh)
+{
+	WARN_ON_ONCE(!xa_empty(&gh->split));
+	xa_destroy(&gh->split);
+}
 
 #endif /* __MM_GUEST_MEMFD_INTERNAL_H */

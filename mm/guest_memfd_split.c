@@ -621,10 +621,3 @@ int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 	return 0;
 }
 EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_remove_split);
-
-/* The file is going: it must have no split huge page left. */
-void gmem_split_destroy(struct gmem_hugetlb *gh)
-{
-	WARN_ON_ONCE(!xa_empty(&gh->split));
-	xa_destroy(&gh->split);
-}

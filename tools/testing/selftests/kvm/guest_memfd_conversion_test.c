@@ -513,15 +513,6 @@ static u64 vmemmap_restored(u64 page_size)
 	return page_size / PAGE_SIZE * 64 - PAGE_SIZE;
 }
 
-/* The folio orders of a file of whole huge pages. */
-static const char *whole_folios(FIXTURE_DATA(conv) *self)
-{
-	static char buf[32];
-
-	snprintf(buf, sizeof(buf), "%d:%lu ", __builtin_ctzll(self->page_size) - 12,
-		 self->size / self->page_size);
-	return buf;
-}
 
 /*
  * One 4K page made shared in a huge page costs the huge mapping of its
@@ -557,7 +548,8 @@ TEST_F_TIMEOUT(conv, mapping_levels_follow_shareability, GUEST_TEST_TIMEOUT)
 	}
 	assert_stage2_mappings(self->vm, nr_1g, nr_2m, base_4k, false);
 	if (variant->page_shift > 12) {
-		snprintf(whole, sizeof(whole), "%s", whole_folios(self));
+		snprintf(whole, sizeof(whole), "%u:%lu ", variant->page_shift - 12,
+			 self->size / self->page_size);
 		/* The other 2M blocks, then the 512 pages of the page's block. */
 		snprintf(split, sizeof(split), "9:%lu 0:512 ",
 			 self->size / SZ_2M - 1);
