@@ -275,7 +275,26 @@ static unsigned long pool_count(unsigned int shift, const char *name)
 }
 
 /* CSV output, when -o names a directory: one file per table. */
-static FILE *csv_fault_in, *csv_latency, *csv_pool;
+static FILE *csv_fault_in, *csv_latency, *csv_pool, *csv_vmemmap;
+
+/* A counter of /proc/vmstat: nr_memmap_pages is the struct page memory. */
+static long vmstat(const char *name)
+{
+	char key[64];
+	long val = -1, v;
+	FILE *f = fopen("/proc/vmstat", "r");
+
+	TEST_ASSERT(f, "fopen(/proc/vmstat)");
+	while (fscanf(f, "%63s %ld", key, &v) == 2) {
+		if (!strcmp(key, name)) {
+			val = v;
+			break;
+		}
+	}
+	fclose(f);
+	TEST_ASSERT(val >= 0, "no %s in /proc/vmstat", name);
+	return val;
+}
 
 static void progress(const char *fmt, ...)
 {
@@ -438,6 +457,7 @@ static void bench_latency(const struct backing *b, int reps)
 	u64 *guest_loop;
 	struct vm_ctx c;
 	double start, t;
+	long memmap[3];
 	long nr = 0;
 	int i;
 
@@ -471,6 +491,27 @@ static void bench_latency(const struct backing *b, int reps)
 	report_latency(b, MERGE, "4K back to private (uniform again)", reps, &l_merge);
 	report_latency(b, WHOLE_SHARED, "whole huge page to shared", reps, &l_ws);
 	report_latency(b, WHOLE_PRIVATE, "whole huge page to private", reps, &l_wp);
+
+	/*
+	 * The struct page memory a split restores and a merge frees again
+	 * (HVO), as the kernel counts it (nr_memmap_pages), measured around
+	 * one 4K page converted to shared and back.
+	 */
+	guest_touch(&c, 0, PAGE_SIZE, PAGE_SIZE);
+	memmap[0] = vmstat("nr_memmap_pages");
+	convert(&c, page, PAGE_SIZE, 0);
+	memmap[1] = vmstat("nr_memmap_pages");
+	convert(&c, page, PAGE_SIZE, PRIVATE);
+	usleep(200 * 1000);	/* a merge a reference blocked is retried */
+	memmap[2] = vmstat("nr_memmap_pages");
+	printf("%-15s %-34s %6s %+12ld %+12ld %10s\n", b->name,
+	       "struct pages (KiB): split, merge", "-",
+	       (memmap[1] - memmap[0]) * (long)PAGE_SIZE / 1024,
+	       (memmap[2] - memmap[1]) * (long)PAGE_SIZE / 1024, "-");
+	if (csv_vmemmap)
+		fprintf(csv_vmemmap, "%s,%ld,%ld\n", b->name,
+			(memmap[1] - memmap[0]) * (long)PAGE_SIZE,
+			(memmap[2] - memmap[1]) * (long)PAGE_SIZE);
 
 	/* Conversions per second while the vCPU reads the pages converted. */
 	progress("%s: conversions while a vCPU reads", b->name);
@@ -561,6 +602,8 @@ int main(int argc, char *argv[])
 				       "backing,conversion,repetitions,median_s,p99_s,per_second");
 		csv_pool = csv_open(csv_dir, "conversion_pool.csv",
 				    "backing,free_before,resv_before,free_shared,resv_shared,free_after,resv_after");
+		csv_vmemmap = csv_open(csv_dir, "conversion_vmemmap.csv",
+				       "backing,split_bytes,merge_bytes");
 	}
 
 	if (!patterns)
@@ -592,6 +635,7 @@ out:
 		fclose(csv_fault_in);
 		fclose(csv_latency);
 		fclose(csv_pool);
+		fclose(csv_vmemmap);
 	}
 	return 0;
 }
