@@ -513,7 +513,6 @@ static u64 vmemmap_restored(u64 page_size)
 	return page_size / PAGE_SIZE * 64 - PAGE_SIZE;
 }
 
-
 /*
  * One 4K page made shared in a huge page costs the huge mapping of its
  * smallest enclosing block only: the other blocks are mapped at the next
