@@ -278,7 +278,7 @@ static unsigned long pool_count(unsigned int shift, const char *name)
 static FILE *csv_fault_in, *csv_latency, *csv_pool, *csv_vmemmap;
 
 /* A counter of /proc/vmstat: nr_memmap_pages is the struct page memory. */
-static long vmstat(const char *name)
+static long read_vmstat(const char *name)
 {
 	char key[64];
 	long val = -1, v;
@@ -498,12 +498,12 @@ static void bench_latency(const struct backing *b, int reps)
 	 * one 4K page converted to shared and back.
 	 */
 	guest_touch(&c, 0, PAGE_SIZE, PAGE_SIZE);
-	memmap[0] = vmstat("nr_memmap_pages");
+	memmap[0] = read_vmstat("nr_memmap_pages");
 	convert(&c, page, PAGE_SIZE, 0);
-	memmap[1] = vmstat("nr_memmap_pages");
+	memmap[1] = read_vmstat("nr_memmap_pages");
 	convert(&c, page, PAGE_SIZE, PRIVATE);
 	usleep(200 * 1000);	/* a merge a reference blocked is retried */
-	memmap[2] = vmstat("nr_memmap_pages");
+	memmap[2] = read_vmstat("nr_memmap_pages");
 	printf("%-15s %-34s %6s %+12ld %+12ld %10s\n", b->name,
 	       "struct pages (KiB): split, merge", "-",
 	       (memmap[1] - memmap[0]) * (long)PAGE_SIZE / 1024,
