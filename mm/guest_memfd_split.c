@@ -287,8 +287,14 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 		rec->vmemmap_restored = optimized;
 	}
 
-	/* The page cache's references and the caller's. */
+	/*
+	 * The page cache's references and the caller's. Lookups spin on a
+	 * frozen folio inside an RCU read-side section, so until the pieces
+	 * are unfrozen this task must neither sleep nor be preempted.
+	 */
+	preempt_disable();
 	if (!folio_ref_freeze(folio, folio_nr_pages(folio) + 1)) {
+		preempt_enable();
 		r = -EAGAIN;
 		goto erase_rec;
 	}
@@ -316,6 +322,7 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 			gmem_prep_folio(piece + j, 0, mapping, index + i + j);
 	}
 	gmem_store_pieces(mapping, &folio->page, order, index);
+	preempt_enable();
 	return 0;
 
 erase_rec:
