@@ -58,6 +58,13 @@ struct gmem_split_record {
 #endif
 	/* HVO was undone by the split, to be redone by the merge. */
 	bool vmemmap_restored;
+	/*
+	 * Once truncation took the huge page out of the file with a piece
+	 * still referenced (an orphan): its pages, until they are freed.
+	 */
+	struct list_head orphan;
+	struct hstate *h;
+	struct page *head;
 };
 
 static void gmem_save_hugetlb(struct folio *folio, struct gmem_split_record *rec)
@@ -372,11 +379,11 @@ unfreeze:
  * needs the references frozen, and it allocates: the caller keeps lookups out
  * (guest_memfd's invalidate lock), or the folio is in no page cache.
  */
-static struct folio *gmem_make_hugetlb(struct gmem_hugetlb *gh, struct page *head,
+static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
 				       const struct gmem_split_record *rec,
 				       struct address_space *mapping, pgoff_t index)
 {
-	unsigned int order = huge_page_order(gh->h);
+	unsigned int order = huge_page_order(h);
 	struct folio *folio;
 
 	gmem_reset_pages(head, 1UL << order);
@@ -389,11 +396,11 @@ static struct folio *gmem_make_hugetlb(struct gmem_hugetlb *gh, struct page *hea
 	spin_lock_irq(&hugetlb_lock);
 	__folio_set_hugetlb(folio);
 	gmem_restore_hugetlb(folio, rec);
-	list_add(&folio->lru, &gh->h->hugepage_activelist);
+	list_add(&folio->lru, &h->hugepage_activelist);
 	spin_unlock_irq(&hugetlb_lock);
 
 	/* Also if a split that failed had restored it. */
-	hugetlb_vmemmap_optimize_folio(gh->h, folio);
+	hugetlb_vmemmap_optimize_folio(h, folio);
 	return folio;
 }
 
@@ -447,7 +454,7 @@ int gmem_hugetlb_merge(struct gmem_hugetlb *gh, struct address_space *mapping,
 		return -EAGAIN;
 
 	if (rec) {
-		folio = gmem_make_hugetlb(gh, head, rec, mapping, index);
+		folio = gmem_make_hugetlb(gh->h, head, rec, mapping, index);
 		xa_erase(&gh->split, gmem_huge_index(gh, index));
 		kfree(rec);
 	} else {
@@ -498,32 +505,24 @@ EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_split_stats);
 
 /*
  * Orphans: split huge pages taken out of a file while something still
- * referenced a piece. They keep the page cache's references until the others
- * are gone, then are made one hugetlb folio again and freed to the pool.
+ * referenced a piece, by their split records. They keep the page cache's
+ * references until the others are gone, then are made one hugetlb folio again
+ * and freed to the pool.
  */
-struct gmem_orphan {
-	struct list_head list;
-	struct gmem_hugetlb gh;		/* only its hstate */
-	struct page *head;
-	struct gmem_split_record rec;
-};
-
 static LIST_HEAD(gmem_orphans);
 static DEFINE_SPINLOCK(gmem_orphans_lock);
 static void gmem_free_orphans(struct work_struct *work);
 static DECLARE_DELAYED_WORK(gmem_orphans_work, gmem_free_orphans);
 
-/* Free @orphan's huge page to the pool if nothing but its own refs hold it. */
-static bool gmem_free_orphan(struct gmem_orphan *orphan)
+/* Free @rec's huge page to the pool if nothing but its own refs hold it. */
+static bool gmem_free_orphan(struct gmem_split_record *rec)
 {
-	unsigned int order = huge_page_order(orphan->gh.h);
 	struct folio *folio;
 
-	if (!gmem_freeze_pieces(orphan->head, order, NULL, 0))
+	if (!gmem_freeze_pieces(rec->head, huge_page_order(rec->h), NULL, 0))
 		return false;
 
-	folio = gmem_make_hugetlb(&orphan->gh, orphan->head, &orphan->rec,
-				  NULL, 0);
+	folio = gmem_make_hugetlb(rec->h, rec->head, rec, NULL, 0);
 	folio_ref_unfreeze(folio, 1);
 	folio_put(folio);
 	return true;
@@ -531,18 +530,18 @@ static bool gmem_free_orphan(struct gmem_orphan *orphan)
 
 static void gmem_free_orphans(struct work_struct *work)
 {
-	struct gmem_orphan *orphan, *next;
+	struct gmem_split_record *rec, *next;
 	LIST_HEAD(list);
 
 	spin_lock(&gmem_orphans_lock);
 	list_splice_init(&gmem_orphans, &list);
 	spin_unlock(&gmem_orphans_lock);
 
-	list_for_each_entry_safe(orphan, next, &list, list) {
-		if (!gmem_free_orphan(orphan))
+	list_for_each_entry_safe(rec, next, &list, orphan) {
+		if (!gmem_free_orphan(rec))
 			continue;
-		list_del(&orphan->list);
-		kfree(orphan);
+		list_del(&rec->orphan);
+		kfree(rec);
 	}
 
 	spin_lock(&gmem_orphans_lock);
@@ -563,8 +562,10 @@ static void gmem_free_orphans(struct work_struct *work)
  * keeping its references, and once nothing else holds them they are merged
  * and the huge page goes back to the pool. The pieces must not be mapped.
  *
- * Return: 0, -ENOMEM (no memory to remember the orphan: the huge page stays
- * in the file) or -EAGAIN (a piece is still mapped).
+ * Nothing is allocated: the split record carries the huge page from now on.
+ *
+ * Return: 0, or -EAGAIN (a piece is still mapped: the huge page stays in the
+ * file).
  */
 int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 			      struct address_space *mapping, pgoff_t index)
@@ -572,7 +573,6 @@ int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 	unsigned int order = huge_page_order(gh->h);
 	pgoff_t base = round_down(index, 1UL << order), i;
 	struct gmem_split_record *rec;
-	struct gmem_orphan *orphan;
 	struct folio *folio;
 	struct page *head;
 
@@ -580,15 +580,9 @@ int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 	if (WARN_ON_ONCE(!rec))
 		return -EINVAL;
 
-	orphan = kzalloc_obj(*orphan, GFP_KERNEL);
-	if (!orphan)
-		return -ENOMEM;
-
 	folio = filemap_get_folio(mapping, base);
-	if (WARN_ON_ONCE(IS_ERR(folio))) {
-		kfree(orphan);
+	if (WARN_ON_ONCE(IS_ERR(folio)))
 		return -EINVAL;
-	}
 	head = &folio->page;
 	folio_put(folio);
 
@@ -602,7 +596,6 @@ int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 			folio = page_folio(head + i);
 			if (folio_mapped(folio)) {
 				xas_unlock_irq(&xas);
-				kfree(orphan);
 				return -EAGAIN;
 			}
 		}
@@ -615,14 +608,12 @@ int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 		xas_unlock_irq(&xas);
 	}
 
-	orphan->gh.h = gh->h;
-	orphan->head = head;
-	orphan->rec = *rec;
 	xa_erase(&gh->split, gmem_huge_index(gh, index));
-	kfree(rec);
+	rec->h = gh->h;
+	rec->head = head;
 
 	spin_lock(&gmem_orphans_lock);
-	list_add_tail(&orphan->list, &gmem_orphans);
+	list_add_tail(&rec->orphan, &gmem_orphans);
 	schedule_delayed_work(&gmem_orphans_work, HZ / 10);
 	spin_unlock(&gmem_orphans_lock);
 	return 0;
