@@ -179,10 +179,9 @@ static unsigned int gmem_xa_split_step(unsigned int order, unsigned int new_orde
 
 /*
  * Split the page cache entries of @folio in [@index, @end) down to @new_order,
- * each still holding @folio. This is the only step of a split that allocates xarray
- * nodes, so it comes first; finer entries holding the same folio are a state
- * the page cache is fine with, so a failure half way needs no undoing (and a
- * later split finds some of its work done).
+ * each still holding @folio. This is the only step of a split that allocates
+ * xarray nodes, so it comes first; a split that fails after it undoes it
+ * (gmem_xa_unsplit()), since page cache walks would see @folio once per entry.
  */
 static int gmem_xa_presplit(struct address_space *mapping, struct folio *folio,
 			    pgoff_t index, pgoff_t end, unsigned int new_order)
@@ -213,6 +212,22 @@ static int gmem_xa_presplit(struct address_space *mapping, struct folio *folio,
 		/* Look at @index again: its entry is finer now. */
 	}
 	return 0;
+}
+
+/*
+ * Make the page cache entries of @folio one entry of its order again, as they
+ * were before gmem_xa_presplit(): the finer nodes are freed, nothing is
+ * allocated. Lookups find @folio in the old entries or the new one.
+ */
+static void gmem_xa_unsplit(struct address_space *mapping, struct folio *folio)
+{
+	XA_STATE_ORDER(xas, &mapping->i_pages, folio->index, folio_order(folio));
+
+	mapping_set_update(&xas, mapping);
+	xas_lock_irq(&xas);
+	xas_store(&xas, folio);
+	WARN_ON_ONCE(xas_error(&xas));
+	xas_unlock_irq(&xas);
 }
 
 static pgoff_t gmem_huge_index(const struct gmem_hugetlb *gh, pgoff_t index)
@@ -279,7 +294,7 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 					     index + ((i + 1) << new_order), 0);
 	}
 	if (r)
-		goto erase_rec;
+		goto unsplit_xa;
 
 	/*
 	 * Restoring the vmemmap allocates, so it comes before the references
@@ -290,7 +305,7 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 		optimized = folio_test_hugetlb_vmemmap_optimized(folio);
 		r = hugetlb_vmemmap_restore_in_use_folio(gh->h, folio);
 		if (r)
-			goto erase_rec;
+			goto unsplit_xa;
 		rec->vmemmap_restored = optimized;
 	}
 
@@ -303,7 +318,7 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	if (!folio_ref_freeze(folio, folio_nr_pages(folio) + 1)) {
 		preempt_enable();
 		r = -EAGAIN;
-		goto erase_rec;
+		goto unsplit_xa;
 	}
 
 	if (hugetlb) {
@@ -332,7 +347,8 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	preempt_enable();
 	return 0;
 
-erase_rec:
+unsplit_xa:
+	gmem_xa_unsplit(mapping, folio);
 	if (rec)
 		xa_erase(&gh->split, gmem_huge_index(gh, index));
 free_rec:
