@@ -407,14 +407,14 @@ static void hole_one_page_shared(FIXTURE_DATA(inject) *self)
 
 static void allocated_one_page_shared(FIXTURE_DATA(inject) *self)
 {
-	must_fallocate(self->fd, 0, 0, self->size);
+	must_fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 0, self->size);
 	one_page_shared(self);
 }
 
 /* A huge page allocated: all private, or split right away. */
 static int allocate(FIXTURE_DATA(inject) *self)
 {
-	return fallocate(self->fd, 0, 0, self->page_size);
+	return fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 0, self->page_size);
 }
 
 /* A split huge page punched out: merged, then freed to the pool. */
@@ -483,7 +483,9 @@ static void inject_every_allocation(FIXTURE_DATA(inject) *self,
 
 	/* What @op leaves when nothing fails. */
 	op->prepare(self);
-	TEST_ASSERT(!op->run(self), "%s failed, errno %d", op->name, errno);
+	r = op->run(self);
+	err = errno;
+	TEST_ASSERT(!r, "%s failed, errno %d", op->name, err);
 	read_fdinfo(self->fd, &expected);
 
 	for (n = 1; ; n = next_n(n)) {
@@ -585,8 +587,10 @@ TEST_F_TIMEOUT(inject, allocation, 900)
 
 	run_ops(self, ops, ARRAY_SIZE(ops), &sites);
 
-	sites_expect(&sites, "gmem_hugetlb_get_folio");
+	/* The split of a huge page allocated with shared pages in it. */
+	sites_expect(&sites, "kvm_gmem_get_folio");
 	sites_expect(&sites, "gmem_hugetlb_split");
+	sites_expect(&sites, "vmemmap");
 }
 
 /* Files created: their inode, hugetlb reservation and shareability. */
@@ -606,6 +610,7 @@ TEST_F_TIMEOUT(inject, creation, 300)
 	close(next_fd);
 
 	sites_expect(&sites, "gmem_hugetlb_create");
+	sites_expect(&sites, "hugepage_new_subpool");	/* the reservation */
 	sites_expect(&sites, "kvm_gmem_init_shareability");
 }
 
