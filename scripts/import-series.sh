@@ -27,7 +27,7 @@ for f in $ours; do
 done
 # Ours that the series no longer has are removed.
 (cd "$top" && git ls-files -- "${OVERLAY_DIRS[@]}") | while read -r f; do
-	printf '%s\n' "$ours" | grep -qxF -- "$f" || rm -f "$top/$f"
+	grep -xF -- "$f" <<<"$ours" >/dev/null || rm -f "$top/$f"
 done
 
 new=$(mktemp -d)
@@ -39,7 +39,11 @@ for c in $commits; do
 	name=$(git_tree log -1 --format=%f "$c")
 	file=$(printf '%04d-%s' "$n" "$(printf '%s' "$name" | cut -c1-60 | sed 's/[.-]*$//')").patch
 	added=$(git_tree diff --name-only --diff-filter=A "$c~1" "$c" -- "${OVERLAY_DIRS[@]}" |
-		while read -r f; do printf '%s\n' "$ours" | grep -qxF -- "$f" && echo "$f"; done || true)
+		while read -r f; do
+			# Not grep -q in a pipe: under pipefail, printf's SIGPIPE
+			# when grep exits early would drop the claim.
+			if grep -xF -- "$f" <<<"$ours" >/dev/null; then echo "$f"; fi
+		done || true)
 	claimed="$claimed $added"
 	{
 		echo "From: $(git_tree log -1 --format='%an <%ae>' "$c")"
