@@ -24,7 +24,8 @@
  * merges them. If truncation finds pieces still referenced (pinned for I/O,
  * say), they leave the page cache but keep their references as long as needed
  * ("orphans"), and are merged and freed to the pool once nothing else holds
- * them, so no page is ever lost to the pool.
+ * them, so no page is ever lost to the pool. A huge page with a poisoned page
+ * is merged only then, and goes back to the pool marked, never to be used.
  *
  * Locking: the caller (guest_memfd) holds the file's invalidate lock, which
  * keeps its own lookups (KVM and host faults) out, so a folio's references
@@ -389,6 +390,58 @@ unfreeze:
 	return false;
 }
 
+/* Whether a page of the 2^@order pages from @head is poisoned. */
+static bool gmem_pages_hwpoisoned(struct page *head, unsigned int order)
+{
+	unsigned long i;
+
+	for (i = 0; i < (1UL << order); i++) {
+		if (PageHWPoison(head + i))
+			return true;
+	}
+	return false;
+}
+
+/**
+ * gmem_hugetlb_page_hwpoisoned() - Whether a page of a guest_memfd huge page
+ *				    is poisoned.
+ * @folio: the hugetlb folio or the piece that holds @page.
+ * @page: the page.
+ *
+ * Memory failure marks a page of a piece itself, but only the head of a
+ * hugetlb folio, whose tail struct pages HVO shares: it lists the poisoned
+ * pages aside.
+ *
+ * Return: true if @page is poisoned, or if @folio is a hugetlb folio with
+ * poison and the list of its poisoned pages was lost.
+ */
+bool gmem_hugetlb_page_hwpoisoned(struct folio *folio, struct page *page)
+{
+	if (!folio_test_hugetlb(folio))
+		return PageHWPoison(page);
+	if (!folio_test_hwpoison(folio))
+		return false;
+	return !IS_ENABLED(CONFIG_MEMORY_FAILURE) ||
+	       is_raw_hwpoison_page_in_hugepage(page);
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_page_hwpoisoned);
+
+/**
+ * gmem_hugetlb_folio_hwpoisoned() - Whether a folio of a guest_memfd huge
+ *				     page has a poisoned page.
+ * @folio: a hugetlb folio or a piece.
+ *
+ * Return: true if a page of @folio is poisoned. A piece's pages are looked at
+ * one by one.
+ */
+bool gmem_hugetlb_folio_hwpoisoned(struct folio *folio)
+{
+	if (folio_test_hugetlb(folio) || !folio_test_large(folio))
+		return folio_test_hwpoison(folio);
+	return gmem_pages_hwpoisoned(&folio->page, folio_order(folio));
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_folio_hwpoisoned);
+
 /*
  * Make the frozen pages from @head one hugetlb folio again, HVO re-applied if
  * the split undid it; it is left frozen. HVO moves the head struct page, so it
@@ -415,6 +468,20 @@ static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
 	list_add(&folio->lru, &h->hugepage_activelist);
 	spin_unlock_irq(&hugetlb_lock);
 
+	/*
+	 * A huge page with a poisoned page is kept as hugetlb keeps one: its
+	 * head marked, so that the pool never hands it out again, and the list
+	 * of its bad pages "lost", so that it is never dissolved into the page
+	 * allocator either. No HVO, which would drop the pages' own marks.
+	 */
+	if (gmem_pages_hwpoisoned(head, order)) {
+		folio_set_hwpoison(folio);
+		folio_set_hugetlb_raw_hwp_unreliable(folio);
+		pr_warn("guest_memfd: huge page at pfn %#lx has a poisoned page: kept out of use\n",
+			page_to_pfn(head));
+		return folio;
+	}
+
 	/* Also if a split that failed had restored it. */
 	hugetlb_vmemmap_optimize_folio(h, folio);
 	return folio;
@@ -431,11 +498,14 @@ static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
  *	   it one ordinary folio.
  *
  * The folios of the block must be neither mapped into userspace nor
- * referenced other than by the page cache.
+ * referenced other than by the page cache. A block with a poisoned page stays
+ * in pieces: merged, the page would be one of a folio, and a hugetlb folio's
+ * would lose its mark to HVO.
  *
  * Return: 0 if the block is one folio of @order now (also if it already was),
- * -EAGAIN if a folio of it is mapped or referenced (nothing changed), -ENOENT
- * if part of the block is not allocated, -EINVAL if @index or @order is wrong.
+ * -EAGAIN if a folio of it is mapped or referenced, -EHWPOISON if a page of
+ * it is poisoned (nothing changed), -ENOENT if part of the block is not
+ * allocated, -EINVAL if @index or @order is wrong.
  */
 int gmem_hugetlb_merge(struct gmem_hugetlb *gh, struct address_space *mapping,
 		       pgoff_t index, unsigned int order)
@@ -466,6 +536,8 @@ int gmem_hugetlb_merge(struct gmem_hugetlb *gh, struct address_space *mapping,
 			return -EINVAL;
 	}
 
+	if (gmem_pages_hwpoisoned(head, order))
+		return -EHWPOISON;
 	if (!gmem_freeze_pieces(head, order, mapping, index))
 		return -EAGAIN;
 

@@ -9,6 +9,7 @@
 
 #include <linux/err.h>
 #include <linux/nodemask_types.h>
+#include <linux/page-flags.h>
 #include <linux/types.h>
 
 struct address_space;
@@ -39,6 +40,8 @@ unsigned long gmem_hugetlb_split_stats(struct gmem_hugetlb *gh,
 				       unsigned long *vmemmap_bytes);
 int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 			      struct address_space *mapping, pgoff_t index);
+bool gmem_hugetlb_page_hwpoisoned(struct folio *folio, struct page *page);
+bool gmem_hugetlb_folio_hwpoisoned(struct folio *folio);
 #if IS_ENABLED(CONFIG_KUNIT)
 struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh, int nid,
 				       nodemask_t *nodemask);
@@ -108,6 +111,17 @@ static inline int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 					    pgoff_t index)
 {
 	return -EINVAL;
+}
+
+static inline bool gmem_hugetlb_page_hwpoisoned(struct folio *folio,
+						struct page *page)
+{
+	return PageHWPoison(page);
+}
+
+static inline bool gmem_hugetlb_folio_hwpoisoned(struct folio *folio)
+{
+	return folio_test_hwpoison(folio);
 }
 #endif /* CONFIG_GUEST_MEMFD_HUGETLB */
 

@@ -334,11 +334,20 @@ FIXTURE_SETUP(conv)
 	vcpu_run_to_sync(self->vcpu);
 }
 
-FIXTURE_TEARDOWN(conv)
+/* The file and the VM, unless the test closed them itself. */
+static void conv_close(FIXTURE_DATA(conv) *self)
 {
+	if (!self->vm)
+		return;
 	kvm_munmap(self->mem, self->size);
 	close(self->fd);
 	kvm_vm_free(self->vm);
+	self->vm = NULL;
+}
+
+FIXTURE_TEARDOWN(conv)
+{
+	conv_close(self);
 	assert_hugetlb_pools(&self->pools_before, 0, 0, 0);
 }
 
@@ -860,6 +869,71 @@ TEST_F_TIMEOUT(conv, random_conversions_match_model, GUEST_TEST_TIMEOUT)
 	TEST_ASSERT_EQ(vm_get_stat(self->vm, pages_2m),
 		       variant->page_shift == 21 ? self->size / SZ_2M : 0);
 	free(shared);
+}
+
+/*
+ * A shared page poisoned (MADV_HWPOISON: memory failure marks it) is refused
+ * to the host (SIGBUS) and to the guest (EHWPOISON with a memory fault exit),
+ * and no more: the rest of its huge page keeps working.  A huge page with a
+ * poisoned page is not merged again; when the file goes, it goes back to the
+ * pool marked, as hugetlb keeps its own poisoned pages: counted free, never
+ * handed out.  The pool counts are exact.
+ */
+TEST_F_TIMEOUT(conv, poisoned_page_is_refused, GUEST_TEST_TIMEOUT)
+{
+	u64 page = middle_offset(self->size, self->page_size);
+	u64 block = round_down(page, SZ_2M), next = page + PAGE_SIZE;
+	struct kvm_run *run = self->vcpu->run;
+	struct hugetlb_pools now;
+	struct gmem_fdinfo info;
+	int r, tries = 100;
+
+	guest_do(self->vcpu, OP_WRITE, block, SZ_2M, 6);
+	convert(self->fd, page, 2 * PAGE_SIZE, 0);
+	TEST_ASSERT_EQ(*host_page(self, page), page_tag(page, 6));
+
+	/*
+	 * Memory failure cannot unmap or truncate guest_memfd's pages (they
+	 * are not on the LRU): it marks the page, and says EBUSY.
+	 */
+	r = madvise(host_page(self, page), PAGE_SIZE, MADV_HWPOISON);
+	TEST_ASSERT(!r || errno == EBUSY, "MADV_HWPOISON: errno %d", errno);
+	TEST_ASSERT_EQ(madvise(host_page(self, page), PAGE_SIZE, MADV_DONTNEED), 0);
+	TEST_ASSERT(host_read_faults(host_page(self, page)),
+		    "the host read a poisoned page");
+	TEST_ASSERT_EQ(*host_page(self, next), page_tag(next, 6));
+
+	/* Private again, the huge page stays split around it. */
+	convert(self->fd, page, 2 * PAGE_SIZE, PRIVATE);
+	read_gmem_fdinfo(self->fd, &info);
+	if (variant->page_shift > 12) {
+		TEST_ASSERT_EQ(info.split_huge_pages, 1);
+		TEST_ASSERT_EQ(info.huge_folios, self->size / self->page_size - 1);
+	}
+
+	/* The guest reads the rest of the block, and its other huge pages. */
+	guest_do(self->vcpu, OP_CHECK, block, page - block, 6);
+	guest_do(self->vcpu, OP_CHECK, next, block + SZ_2M - next, 6);
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+
+	/* Last, as the vCPU stays on it: the poisoned page. */
+	cmd = (struct guest_cmd) { .op = OP_TOUCH, .offset = page, .size = PAGE_SIZE };
+	sync_global_to_guest(self->vm, cmd);
+	r = _vcpu_run(self->vcpu);
+	TEST_ASSERT(r == -1 && errno == EHWPOISON,
+		    "KVM_RUN on a poisoned page: %d, errno %d, expected EHWPOISON", r, errno);
+	TEST_ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	TEST_ASSERT_EQ(run->memory_fault.gpa, DATA_GPA + page);
+	TEST_ASSERT_EQ(run->memory_fault.size, PAGE_SIZE);
+
+	conv_close(self);
+	do {
+		read_hugetlb_pools(&now);
+		if (!memcmp(&now, &self->pools_before, sizeof(now)))
+			break;
+		usleep(20 * 1000);
+	} while (--tries);
+	assert_hugetlb_pools(&self->pools_before, 0, 0, 0);
 }
 
 TEST_HARNESS_MAIN
