@@ -888,16 +888,24 @@ TEST_F_TIMEOUT(conv, poisoned_page_is_refused, GUEST_TEST_TIMEOUT)
 	struct gmem_fdinfo info;
 	int r, tries = 100;
 
+	/*
+	 * An order-0 file's page is on the LRU, and memory failure handles it
+	 * as upstream does: it sends this task SIGBUS and keeps a reference on
+	 * the page for good, so the page never converts to private again.
+	 */
+	if (variant->page_shift == 12)
+		SKIP(return, "order-0 file: upstream memory failure handling");
+
 	guest_do(self->vcpu, OP_WRITE, block, SZ_2M, 6);
 	convert(self->fd, page, 2 * PAGE_SIZE, 0);
 	TEST_ASSERT_EQ(*host_page(self, page), page_tag(page, 6));
 
 	/*
-	 * Memory failure cannot unmap or truncate guest_memfd's pages (they
-	 * are not on the LRU): it marks the page, and says EBUSY.
+	 * Memory failure cannot unmap or truncate the pieces of huge pages
+	 * (they are not on the LRU): it marks the page, and says EBUSY.
 	 */
-	r = madvise(host_page(self, page), PAGE_SIZE, MADV_HWPOISON);
-	TEST_ASSERT(!r || errno == EBUSY, "MADV_HWPOISON: errno %d", errno);
+	TEST_ASSERT(madvise(host_page(self, page), PAGE_SIZE, MADV_HWPOISON) &&
+		    errno == EBUSY, "MADV_HWPOISON: errno %d", errno);
 	TEST_ASSERT_EQ(madvise(host_page(self, page), PAGE_SIZE, MADV_DONTNEED), 0);
 	TEST_ASSERT(host_read_faults(host_page(self, page)),
 		    "the host read a poisoned page");
@@ -906,15 +914,14 @@ TEST_F_TIMEOUT(conv, poisoned_page_is_refused, GUEST_TEST_TIMEOUT)
 	/* Private again, the huge page stays split around it. */
 	convert(self->fd, page, 2 * PAGE_SIZE, PRIVATE);
 	read_gmem_fdinfo(self->fd, &info);
-	if (variant->page_shift > 12) {
+	if (variant->page_shift > 12)
 		TEST_ASSERT_EQ(info.split_huge_pages, 1);
-		TEST_ASSERT_EQ(info.huge_folios, self->size / self->page_size - 1);
-	}
 
-	/* The guest reads the rest of the block, and its other huge pages. */
+	/* The guest reads the rest of the block, and the rest of the file. */
 	guest_do(self->vcpu, OP_CHECK, block, page - block, 6);
 	guest_do(self->vcpu, OP_CHECK, next, block + SZ_2M - next, 6);
-	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	guest_do(self->vcpu, OP_TOUCH, 0, block, 0);
+	guest_do(self->vcpu, OP_TOUCH, block + SZ_2M, self->size - block - SZ_2M, 0);
 
 	/* Last, as the vCPU stays on it: the poisoned page. */
 	cmd = (struct guest_cmd) { .op = OP_TOUCH, .offset = page, .size = PAGE_SIZE };
