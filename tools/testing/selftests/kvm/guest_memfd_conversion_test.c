@@ -943,4 +943,86 @@ TEST_F_TIMEOUT(conv, poisoned_page_is_refused, GUEST_TEST_TIMEOUT)
 	assert_hugetlb_pools(&self->pools_before, 0, 0, 0);
 }
 
+/* The pfn of the host's page at @p, from /proc/self/pagemap. */
+static u64 host_pfn(const void *p)
+{
+	u64 entry;
+	int fd = open("/proc/self/pagemap", O_RDONLY);
+
+	TEST_ASSERT(fd >= 0, "opening pagemap failed, errno %d", errno);
+	TEST_ASSERT_EQ(pread(fd, &entry, sizeof(entry),
+			     (unsigned long)p / PAGE_SIZE * sizeof(entry)),
+		       sizeof(entry));
+	close(fd);
+	TEST_ASSERT(entry & BIT_ULL(63), "page %p not present", p);
+	return entry & GENMASK_ULL(54, 0);
+}
+
+/*
+ * A private page of a whole huge page poisoned (hwpoison-inject, by pfn: the
+ * host cannot map it; the engine never moves memory, so its pfn is the one
+ * the page had while shared).  Memory failure marks the hugetlb folio and
+ * lists the page; the guest gets EHWPOISON on that page only, the rest of the
+ * huge page is mapped at 4K, and the huge page cannot be split, so a
+ * conversion to shared fails with EHWPOISON.  For 2M pages only: the test VM
+ * has two 1G pages, and a poisoned huge page is never handed out again
+ * (poisoned_page_is_refused keeps one 1G page already).
+ */
+TEST_F_TIMEOUT(conv, poisoned_private_page_of_whole_huge_page, GUEST_TEST_TIMEOUT)
+{
+	u64 page = middle_offset(self->size, self->page_size);
+	u64 huge = round_down(page, self->page_size), next = page + PAGE_SIZE;
+	struct kvm_memory_attributes2 args = { .offset = next, .size = PAGE_SIZE };
+	struct kvm_run *run = self->vcpu->run;
+	struct gmem_fdinfo before, after;
+	struct hugetlb_pools now;
+	char pfn[32];
+	int fd, r, tries = 100;
+
+	if (variant->page_shift != 21)
+		SKIP(return, "2M pages only: a poisoned huge page is never used again");
+
+	guest_do(self->vcpu, OP_WRITE, huge, self->page_size, 7);
+	convert(self->fd, page, PAGE_SIZE, 0);
+	TEST_ASSERT_EQ(*host_page(self, page), page_tag(page, 7));
+	snprintf(pfn, sizeof(pfn), "%#lx", host_pfn(host_page(self, page)));
+	convert(self->fd, page, PAGE_SIZE, PRIVATE);
+	read_gmem_fdinfo(self->fd, &before);
+	TEST_ASSERT_EQ(before.split_huge_pages, 0);
+
+	fd = open("/sys/kernel/debug/hwpoison/corrupt-pfn", O_WRONLY);
+	TEST_ASSERT(fd >= 0, "hwpoison-inject (CONFIG_HWPOISON_INJECT): errno %d", errno);
+	r = write(fd, pfn, strlen(pfn));
+	TEST_ASSERT(r == -1 && errno == EBUSY, "corrupt-pfn %s: %d, errno %d", pfn, r, errno);
+	close(fd);
+
+	/* Whole and private: it cannot be split, so no page of it is shared. */
+	TEST_ASSERT(__convert(self->fd, &args) == -1 && errno == EHWPOISON,
+		    "converting a page of a poisoned huge page: errno %d", errno);
+	read_gmem_fdinfo(self->fd, &after);
+	TEST_ASSERT(!memcmp(&before, &after, sizeof(before)),
+		    "a conversion refused with EHWPOISON changed the file");
+
+	/* The rest of the huge page, at 4K. */
+	guest_do(self->vcpu, OP_CHECK, huge, page - huge, 7);
+	guest_do(self->vcpu, OP_CHECK, next, huge + self->page_size - next, 7);
+
+	cmd = (struct guest_cmd) { .op = OP_TOUCH, .offset = page, .size = PAGE_SIZE };
+	sync_global_to_guest(self->vm, cmd);
+	r = _vcpu_run(self->vcpu);
+	TEST_ASSERT(r == -1 && errno == EHWPOISON,
+		    "KVM_RUN on a poisoned page: %d, errno %d, expected EHWPOISON", r, errno);
+	TEST_ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	TEST_ASSERT_EQ(run->memory_fault.gpa, DATA_GPA + page);
+
+	conv_close(self);
+	do {
+		read_hugetlb_pools(&now);
+		if (!memcmp(&now, &self->pools_before, sizeof(now)))
+			break;
+		usleep(20 * 1000);
+	} while (--tries);
+	assert_hugetlb_pools(&self->pools_before, 0, 0, 0);
+}
+
 TEST_HARNESS_MAIN
