@@ -84,7 +84,7 @@ static void expect_ranges(struct kunit *test, struct range_test *t)
 			KUNIT_EXPECT_NE(test, r->attrs, prev->attrs);
 		for (i = r->first; i <= r->last && i < t->nr; i++) {
 			if (model_attrs(t, i) != r->attrs) {
-				KUNIT_FAIL(test, "page %lu: range [%lu, %lu] has %#lx, expected %#lx",
+				KUNIT_FAIL(test, "page %lu: [%lu, %lu] has %#lx, not %#lx",
 					   i, r->first, r->last, r->attrs,
 					   model_attrs(t, i));
 				break;

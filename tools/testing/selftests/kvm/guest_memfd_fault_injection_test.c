@@ -184,7 +184,8 @@ static void sites_collect(struct sites *s)
 
 		record[n] = 0;
 		if (strstr(record, "FAULT_INJECTION: forcing a failure")) {
-			in_stack = found = true;
+			in_stack = true;
+			found = true;
 			continue;
 		}
 		if (!in_stack)
@@ -341,49 +342,65 @@ static void must_fallocate(int fd, int mode, u64 offset, u64 size)
 		    size, errno);
 }
 
-/* The pages the contents are checked on: three of every 2M block. */
-#define for_each_tagged_page(offset, size)				\
-	for (u64 __b = 0; __b < (size); __b += SZ_2M)			\
-		for (u64 offset = __b; offset < __b + SZ_2M;		\
-		     offset += offset == __b ? SZ_1M : SZ_1M - PAGE_SIZE)
+/* The pages the contents are checked on, in every 2M block. */
+static const u64 tagged_pages[] = { 0, SZ_1M, SZ_2M - PAGE_SIZE };
 
 static u64 tag(u64 offset)
 {
 	return 0x676d656d00000000ull ^ offset;
 }
 
+/* Write each tagged page's tag, or check that it holds it. */
+static void tag_pages(FIXTURE_DATA(inject) * self, bool check)
+{
+	u64 block, offset, *p;
+	int i;
+
+	for (block = 0; block < self->size; block += SZ_2M) {
+		for (i = 0; i < ARRAY_SIZE(tagged_pages); i++) {
+			offset = block + tagged_pages[i];
+			p = (u64 *)(self->mem + offset);
+			if (!check)
+				*p = tag(offset);
+			else
+				TEST_ASSERT(*p == tag(offset), "page %#lx: %#lx, expected %#lx",
+					    offset, *p, tag(offset));
+		}
+	}
+}
+
 /* One operation under test, and how to set up the state it starts from. */
 struct op {
 	const char *name;
-	void (*prepare)(FIXTURE_DATA(inject) *self);
-	int (*run)(FIXTURE_DATA(inject) *self);
+	void (*prepare)(FIXTURE_DATA(inject) * self);
+	int (*run)(FIXTURE_DATA(inject) * self);
 };
 
-static void all_private(FIXTURE_DATA(inject) *self)
+static void all_private(FIXTURE_DATA(inject) * self)
 {
 	must_convert(self->fd, 0, self->size, PRIVATE);
 }
 
-static void all_shared(FIXTURE_DATA(inject) *self)
+static void all_shared(FIXTURE_DATA(inject) * self)
 {
 	all_private(self);	/* whole huge pages first */
 	must_convert(self->fd, 0, self->size, SHARED);
 }
 
-static void one_page_shared(FIXTURE_DATA(inject) *self)
+static void one_page_shared(FIXTURE_DATA(inject) * self)
 {
 	all_private(self);
 	must_convert(self->fd, 3 * PAGE_SIZE, PAGE_SIZE, SHARED);
 }
 
 /* An order-0 page of a huge page made shared: split down to 4K. */
-static int page_to_shared(FIXTURE_DATA(inject) *self)
+static int page_to_shared(FIXTURE_DATA(inject) * self)
 {
 	return convert(self->fd, 3 * PAGE_SIZE, PAGE_SIZE, SHARED);
 }
 
 /* A 2M block made shared: a 1G page split into 2M, a 2M page made ordinary. */
-static int block_to_shared(FIXTURE_DATA(inject) *self)
+static int block_to_shared(FIXTURE_DATA(inject) * self)
 {
 	return convert(self->fd, SZ_2M, SZ_2M, SHARED);
 }
@@ -392,49 +409,49 @@ static int block_to_shared(FIXTURE_DATA(inject) *self)
  * An order-0 page made private: in a shared huge page, split down to 4K; in a
  * huge page where it was the only shared one, merged, HVO re-applied.
  */
-static int page_to_private(FIXTURE_DATA(inject) *self)
+static int page_to_private(FIXTURE_DATA(inject) * self)
 {
 	return convert(self->fd, 3 * PAGE_SIZE, PAGE_SIZE, PRIVATE);
 }
 
-static void hole(FIXTURE_DATA(inject) *self)
+static void hole(FIXTURE_DATA(inject) * self)
 {
 	must_fallocate(self->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
 		       self->size);
 	all_private(self);
 }
 
-static void hole_one_page_shared(FIXTURE_DATA(inject) *self)
+static void hole_one_page_shared(FIXTURE_DATA(inject) * self)
 {
 	hole(self);
 	must_convert(self->fd, 3 * PAGE_SIZE, PAGE_SIZE, SHARED);
 }
 
-static void allocated_one_page_shared(FIXTURE_DATA(inject) *self)
+static void allocated_one_page_shared(FIXTURE_DATA(inject) * self)
 {
 	must_fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 0, self->size);
 	one_page_shared(self);
 }
 
 /* A huge page allocated: all private, or split right away. */
-static int allocate(FIXTURE_DATA(inject) *self)
+static int allocate(FIXTURE_DATA(inject) * self)
 {
 	return fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 0, self->page_size);
 }
 
 /* A split huge page punched out: merged, then freed to the pool. */
-static int punch_split(FIXTURE_DATA(inject) *self)
+static int punch_split(FIXTURE_DATA(inject) * self)
 {
 	return fallocate(self->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
 			 self->page_size);
 }
 
-static void nothing(FIXTURE_DATA(inject) *self)
+static void nothing(FIXTURE_DATA(inject) * self)
 {
 }
 
 /* A file created: its inode, reservation and shareability. */
-static int create(FIXTURE_DATA(inject) *self)
+static int create(FIXTURE_DATA(inject) * self)
 {
 	int fd = __gmem_create_huge(self->vm, self->page_size,
 				    GUEST_MEMFD_FLAG_HUGE_PAGES |
@@ -446,7 +463,7 @@ static int create(FIXTURE_DATA(inject) *self)
 	return 0;
 }
 
-static void set_fail_nth(FIXTURE_DATA(inject) *self, unsigned int n)
+static void set_fail_nth(FIXTURE_DATA(inject) * self, unsigned int n)
 {
 	char buf[16];
 	int len = snprintf(buf, sizeof(buf), "%u", n);
@@ -456,7 +473,7 @@ static void set_fail_nth(FIXTURE_DATA(inject) *self, unsigned int n)
 }
 
 /* Whether the n-th allocation failed, and fault injection disarmed. */
-static bool injected(FIXTURE_DATA(inject) *self)
+static bool injected(FIXTURE_DATA(inject) * self)
 {
 	char buf[16] = "";
 
@@ -478,7 +495,7 @@ static unsigned int next_n(unsigned int n)
  * Run @op with its n-th allocation failing, for every n until it makes fewer
  * allocations than n, starting each time from the state @op->prepare sets up.
  */
-static void inject_every_allocation(FIXTURE_DATA(inject) *self,
+static void inject_every_allocation(FIXTURE_DATA(inject) * self,
 				    const struct op *op, struct sites *sites)
 {
 	struct fdinfo before, after, expected;
@@ -528,7 +545,7 @@ static void inject_every_allocation(FIXTURE_DATA(inject) *self,
 		       op->name, n - 1, failed, survived);
 }
 
-static void run_ops_once(FIXTURE_DATA(inject) *self, const struct op *ops,
+static void run_ops_once(FIXTURE_DATA(inject) * self, const struct op *ops,
 			 int nr_ops, struct sites *sites)
 {
 	int i;
@@ -553,7 +570,7 @@ static void run_ops_once(FIXTURE_DATA(inject) *self, const struct op *ops,
  * next (a slab that needs a new page allocates it, a debug kernel's kmemleak
  * and KASAN allocate along), so one pass may step over a site.
  */
-static void run_ops(FIXTURE_DATA(inject) *self, const struct op *ops, int nr_ops,
+static void run_ops(FIXTURE_DATA(inject) * self, const struct op *ops, int nr_ops,
 		    const char * const *expected, int nr_expected)
 {
 	struct sites sites = {};
@@ -589,16 +606,12 @@ TEST_F_TIMEOUT(inject, conversions, 900)
 	};
 
 	all_shared(self);
-	for_each_tagged_page(offset, self->size)
-		*(u64 *)(self->mem + offset) = tag(offset);
+	tag_pages(self, false);
 
 	run_ops(self, ops, ARRAY_SIZE(ops), expected, ARRAY_SIZE(expected));
 
 	all_shared(self);
-	for_each_tagged_page(offset, self->size)
-		TEST_ASSERT(*(u64 *)(self->mem + offset) == tag(offset),
-			    "page %#lx: %#lx, expected %#lx", offset,
-			    *(u64 *)(self->mem + offset), tag(offset));
+	tag_pages(self, true);
 }
 
 /* Huge pages allocated, all private or split right away, and punched. */
