@@ -335,7 +335,7 @@ FIXTURE_SETUP(conv)
 }
 
 /* The file and the VM, unless the test closed them itself. */
-static void conv_close(FIXTURE_DATA(conv) *self)
+static void conv_close(FIXTURE_DATA(conv) * self)
 {
 	if (!self->vm)
 		return;
