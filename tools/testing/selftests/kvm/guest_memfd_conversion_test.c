@@ -872,6 +872,44 @@ TEST_F_TIMEOUT(conv, random_conversions_match_model, GUEST_TEST_TIMEOUT)
 }
 
 /*
+ * The guest touches the poisoned page at @page: KVM_RUN fails with EHWPOISON
+ * and a memory fault exit at its gpa.  The vCPU stays on it.
+ */
+static void assert_guest_gets_hwpoison(FIXTURE_DATA(conv) * self, u64 page)
+{
+	struct kvm_run *run = self->vcpu->run;
+	int r;
+
+	cmd = (struct guest_cmd) { .op = OP_TOUCH, .offset = page, .size = PAGE_SIZE };
+	sync_global_to_guest(self->vm, cmd);
+	r = _vcpu_run(self->vcpu);
+	TEST_ASSERT(r == -1 && errno == EHWPOISON,
+		    "KVM_RUN on a poisoned page: %d, errno %d, expected EHWPOISON", r, errno);
+	TEST_ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_FAULT);
+	TEST_ASSERT_EQ(run->memory_fault.gpa, DATA_GPA + page);
+	TEST_ASSERT_EQ(run->memory_fault.size, PAGE_SIZE);
+}
+
+/*
+ * Close a file with a poisoned page: its huge page goes back to the pool
+ * (marked) once the orphan work has run, and the counts are exact.
+ */
+static void close_with_poisoned_page(FIXTURE_DATA(conv) * self)
+{
+	struct hugetlb_pools now;
+	int tries = 100;
+
+	conv_close(self);
+	do {
+		read_hugetlb_pools(&now);
+		if (!memcmp(&now, &self->pools_before, sizeof(now)))
+			break;
+		usleep(20 * 1000);
+	} while (--tries);
+	assert_hugetlb_pools(&self->pools_before, 0, 0, 0);
+}
+
+/*
  * A shared page poisoned (MADV_HWPOISON: memory failure marks it) is refused
  * to the host (SIGBUS) and to the guest (EHWPOISON with a memory fault exit),
  * and no more: the rest of its huge page keeps working.  A huge page with a
@@ -883,10 +921,7 @@ TEST_F_TIMEOUT(conv, poisoned_page_is_refused, GUEST_TEST_TIMEOUT)
 {
 	u64 page = middle_offset(self->size, self->page_size);
 	u64 block = round_down(page, SZ_2M), next = page + PAGE_SIZE;
-	struct kvm_run *run = self->vcpu->run;
-	struct hugetlb_pools now;
 	struct gmem_fdinfo info;
-	int r, tries = 100;
 
 	/*
 	 * An order-0 file's page is on the LRU, and memory failure handles it
@@ -924,23 +959,8 @@ TEST_F_TIMEOUT(conv, poisoned_page_is_refused, GUEST_TEST_TIMEOUT)
 	guest_do(self->vcpu, OP_TOUCH, block + SZ_2M, self->size - block - SZ_2M, 0);
 
 	/* Last, as the vCPU stays on it: the poisoned page. */
-	cmd = (struct guest_cmd) { .op = OP_TOUCH, .offset = page, .size = PAGE_SIZE };
-	sync_global_to_guest(self->vm, cmd);
-	r = _vcpu_run(self->vcpu);
-	TEST_ASSERT(r == -1 && errno == EHWPOISON,
-		    "KVM_RUN on a poisoned page: %d, errno %d, expected EHWPOISON", r, errno);
-	TEST_ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_FAULT);
-	TEST_ASSERT_EQ(run->memory_fault.gpa, DATA_GPA + page);
-	TEST_ASSERT_EQ(run->memory_fault.size, PAGE_SIZE);
-
-	conv_close(self);
-	do {
-		read_hugetlb_pools(&now);
-		if (!memcmp(&now, &self->pools_before, sizeof(now)))
-			break;
-		usleep(20 * 1000);
-	} while (--tries);
-	assert_hugetlb_pools(&self->pools_before, 0, 0, 0);
+	assert_guest_gets_hwpoison(self, page);
+	close_with_poisoned_page(self);
 }
 
 /* The pfn of the host's page at @p, from /proc/self/pagemap. */
@@ -973,11 +993,9 @@ TEST_F_TIMEOUT(conv, poisoned_private_page_of_whole_huge_page, GUEST_TEST_TIMEOU
 	u64 page = middle_offset(self->size, self->page_size);
 	u64 huge = round_down(page, self->page_size), next = page + PAGE_SIZE;
 	struct kvm_memory_attributes2 args = { .offset = next, .size = PAGE_SIZE };
-	struct kvm_run *run = self->vcpu->run;
 	struct gmem_fdinfo before, after;
-	struct hugetlb_pools now;
 	char pfn[32];
-	int fd, r, tries = 100;
+	int fd, r;
 
 	if (variant->page_shift != 21)
 		SKIP(return, "2M pages only: a poisoned huge page is never used again");
@@ -1007,22 +1025,8 @@ TEST_F_TIMEOUT(conv, poisoned_private_page_of_whole_huge_page, GUEST_TEST_TIMEOU
 	guest_do(self->vcpu, OP_CHECK, huge, page - huge, 7);
 	guest_do(self->vcpu, OP_CHECK, next, huge + self->page_size - next, 7);
 
-	cmd = (struct guest_cmd) { .op = OP_TOUCH, .offset = page, .size = PAGE_SIZE };
-	sync_global_to_guest(self->vm, cmd);
-	r = _vcpu_run(self->vcpu);
-	TEST_ASSERT(r == -1 && errno == EHWPOISON,
-		    "KVM_RUN on a poisoned page: %d, errno %d, expected EHWPOISON", r, errno);
-	TEST_ASSERT_EQ(run->exit_reason, KVM_EXIT_MEMORY_FAULT);
-	TEST_ASSERT_EQ(run->memory_fault.gpa, DATA_GPA + page);
-
-	conv_close(self);
-	do {
-		read_hugetlb_pools(&now);
-		if (!memcmp(&now, &self->pools_before, sizeof(now)))
-			break;
-		usleep(20 * 1000);
-	} while (--tries);
-	assert_hugetlb_pools(&self->pools_before, 0, 0, 0);
+	assert_guest_gets_hwpoison(self, page);
+	close_with_poisoned_page(self);
 }
 
 TEST_HARNESS_MAIN
