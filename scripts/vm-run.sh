@@ -11,8 +11,8 @@
 # seconds is killed and the script exits 124. The kernel log is left in
 # OUT/console.log (serial console) and OUT/dmesg.txt.
 #
-# Environment: KERNEL (bzImage), SHARE, OUT, TIMEOUT (default 900), MEM (10G,
-# in G), SMP (2), NUMA_NODES (2), HUGEPAGES_2M (600), HUGEPAGES_1G (2),
+# Environment: KERNEL (bzImage), SHARE, OUT, TIMEOUT (default 900), MEM (12G,
+# in G), SMP (2), NUMA_NODES (2), HUGEPAGES_2M (600), HUGEPAGES_1G (4),
 # ACCEL (tcg,thread=multi), CMDLINE_EXTRA (appended to the command line).
 set -euo pipefail
 
@@ -48,7 +48,7 @@ printf '%s\n' "$cmd" >"$out/cmd.sh"
 # of the vCPUs (one socket each, so that no cache is shared across nodes), so
 # that memory policies can be tested; the hugetlb pools are split evenly over
 # the nodes at boot (hugepages=NODE:COUNT,...).
-mem=${MEM:-10G}
+mem=${MEM:-12G}
 smp=${SMP:-2}
 nodes=${NUMA_NODES:-2}
 numa=()
@@ -72,7 +72,7 @@ per_node_pages() { # COUNT -> "0:a,1:b,..." over the nodes, or COUNT
 
 append="console=ttyS0 panic=-1 oops=panic log_buf_len=16M"
 append+=" default_hugepagesz=2M hugepagesz=2M hugepages=$(per_node_pages "${HUGEPAGES_2M:-600}")"
-append+=" hugepagesz=1G hugepages=$(per_node_pages "${HUGEPAGES_1G:-2}")"
+append+=" hugepagesz=1G hugepages=$(per_node_pages "${HUGEPAGES_1G:-4}")"
 append+=" ${CMDLINE_EXTRA:-}"
 
 rc=0

@@ -436,6 +436,7 @@ struct racer {
 	u64 npages;
 	unsigned int seed;
 	unsigned long ok;
+	bool stop;
 };
 
 static void *convert_until_stopped(void *arg)
@@ -443,7 +444,7 @@ static void *convert_until_stopped(void *arg)
 	struct racer *r = arg;
 	struct kvm_memory_attributes2 args;
 
-	for (;;) {
+	while (!READ_ONCE(r->stop)) {
 		u64 first = rand_r(&r->seed) % r->npages;
 
 		args = (struct kvm_memory_attributes2) {
@@ -537,6 +538,96 @@ TEST_F_TIMEOUT(stress, lifetime_races, 900)
 	kvm_munmap(mem, size);
 	ksft_print_msg("%lu conversions raced 20 memslot deletions and two closes\n",
 		       racer.ok);
+}
+
+/*
+ * Two VMs, each with a guest_memfd of its own (a guest_memfd belongs to the
+ * VM that created it; binding it to another VM is refused), converting at
+ * once: their splits and merges share the hugetlb pool and its vmemmap work.
+ * One VM and its file go while the other keeps converting, and the one left
+ * still converts its whole file.
+ */
+struct gmem_vm {
+	struct kvm_vm *vm;
+	struct kvm_vcpu *vcpu;
+	void *mem;
+	pthread_t converter, vcpu_thread;
+	struct racer racer;
+};
+
+static void gmem_vm_start(struct gmem_vm *g, const struct vm_shape shape,
+			  unsigned int page_shift, u64 size, unsigned int seed)
+{
+	bool huge = page_shift > 12;
+	int fd;
+
+	g->vm = __vm_create_with_vcpus(shape, 1, size / PAGE_SIZE, guest_code, &g->vcpu);
+	fd = __gmem_create_huge(g->vm, size, GUEST_MEMFD_FLAG_MMAP |
+				(huge ? GUEST_MEMFD_FLAG_HUGE_PAGES : 0),
+				huge ? page_shift : 0);
+	TEST_ASSERT(fd >= 0, "creating the guest_memfd failed, errno %d", errno);
+	g->mem = kvm_mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+	vm_set_user_memory_region2(g->vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
+				   size, g->mem, fd, 0);
+	virt_map_level(g->vm, DATA_GPA, DATA_GPA, size,
+		       size % SZ_1G ? PG_LEVEL_2M : PG_LEVEL_1G);
+	region_pages = size / PAGE_SIZE;
+	sync_global_to_guest(g->vm, region_pages);
+
+	g->racer = (struct racer) { .fd = fd, .npages = size / PAGE_SIZE, .seed = seed };
+	pthread_create(&g->converter, NULL, convert_until_stopped, &g->racer);
+	vcpu_args_set(g->vcpu, 1, seed);
+	pthread_create(&g->vcpu_thread, NULL, vcpu_run_until_done, g->vcpu);
+}
+
+static void gmem_vm_stop_vcpu(struct gmem_vm *g)
+{
+	*(bool *)addr_gva2hva(g->vm, (gva_t)&stop_guest) = true;
+	pthread_join(g->vcpu_thread, NULL);
+}
+
+TEST_F_TIMEOUT(stress, two_vms_convert_at_once, 900)
+{
+	const struct vm_shape shape = {
+		.mode = VM_MODE_DEFAULT,
+		.type = KVM_X86_SW_PROTECTED_VM,
+	};
+	int scale = getenv("TIMEOUT_SCALE") ? atoi(getenv("TIMEOUT_SCALE")) : 1;
+	unsigned int seed = time(NULL);
+	u64 size = variant->size, npages = size / PAGE_SIZE;
+	struct gmem_vm a, b;
+	int r;
+
+	gmem_vm_start(&a, shape, variant->page_shift, size, seed);
+	gmem_vm_start(&b, shape, variant->page_shift, size, seed + 1);
+
+	r = __vm_set_user_memory_region2(b.vm, DATA_SLOT + 1, KVM_MEM_GUEST_MEMFD,
+					 DATA_GPA + size, size, a.mem, a.racer.fd, 0);
+	TEST_ASSERT(r == -1 && errno == EINVAL,
+		    "binding another VM's guest_memfd: %d, errno %d", r, errno);
+
+	sleep(2 * scale);
+
+	/* VM a goes, then its file, while b converts on. */
+	gmem_vm_stop_vcpu(&a);
+	kvm_vm_free(a.vm);
+	close(a.racer.fd);
+	pthread_join(a.converter, NULL);
+	kvm_munmap(a.mem, size);
+	sleep(scale);
+
+	gmem_vm_stop_vcpu(&b);
+	WRITE_ONCE(b.racer.stop, true);
+	pthread_join(b.converter, NULL);
+	ksft_print_msg("conversions: %lu in the VM that went first, %lu in the other\n",
+		       a.racer.ok, b.racer.ok);
+
+	/* The one left converts its whole file both ways. */
+	TEST_ASSERT_EQ(convert(b.racer.fd, 0, npages, true, NULL), 0);
+	TEST_ASSERT_EQ(convert(b.racer.fd, 0, npages, false, NULL), 0);
+	kvm_vm_free(b.vm);
+	kvm_munmap(b.mem, size);
+	close(b.racer.fd);
 }
 
 TEST_HARNESS_MAIN
