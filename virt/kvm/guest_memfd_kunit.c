@@ -218,11 +218,29 @@ static void gmem_range_overlapping(struct kunit *test)
 	range_test_exit(&t);
 }
 
+/*
+ * Prepare the update of [@start, @end) to @attrs, expect it to span the pages
+ * [@first, @last] once merged with its neighbours, and abort it: nothing
+ * changes.
+ */
+static void expect_aborted_update(struct kunit *test, struct range_test *t,
+				  pgoff_t start, pgoff_t end, unsigned long attrs,
+				  pgoff_t first, pgoff_t last)
+{
+	struct gmem_range_update u;
+
+	KUNIT_ASSERT_EQ(test, kvm_gmem_prepare_attributes(t->inode, &u, start, end, attrs),
+			0);
+	KUNIT_EXPECT_EQ(test, u.first, first);
+	KUNIT_EXPECT_EQ(test, u.last, last);
+	kvm_gmem_abort_attributes(&u);
+	expect_ranges(test, t);
+}
+
 /* A repeat, and an update prepared then aborted, change nothing. */
 static void gmem_range_repeat_and_abort(struct kunit *test)
 {
 	struct range_test t;
-	struct gmem_range_update u;
 
 	range_test_init(test, &t, 64, 0);
 	set_attrs(test, &t, 10, 20, SHARED);
@@ -230,20 +248,8 @@ static void gmem_range_repeat_and_abort(struct kunit *test)
 	set_attrs(test, &t, 12, 14, SHARED);
 	KUNIT_EXPECT_EQ(test, t.gi->shareability.nr_ranges, 3);
 
-	KUNIT_ASSERT_EQ(test, kvm_gmem_prepare_attributes(t.inode, &u, 0, 64, SHARED),
-			0);
-	/* The update would merge with its neighbours' attributes. */
-	KUNIT_EXPECT_EQ(test, u.first, 0);
-	KUNIT_EXPECT_EQ(test, u.last, 63);
-	kvm_gmem_abort_attributes(&u);
-	expect_ranges(test, &t);
-
-	KUNIT_ASSERT_EQ(test, kvm_gmem_prepare_attributes(t.inode, &u, 20, 30, SHARED),
-			0);
-	KUNIT_EXPECT_EQ(test, u.first, 10);
-	KUNIT_EXPECT_EQ(test, u.last, 29);
-	kvm_gmem_abort_attributes(&u);
-	expect_ranges(test, &t);
+	expect_aborted_update(test, &t, 0, 64, SHARED, 0, 63);
+	expect_aborted_update(test, &t, 20, 30, SHARED, 10, 29);
 	range_test_exit(&t);
 }
 
