@@ -88,10 +88,10 @@ selftests: headers
 check: all
 	@bash scripts/check.sh
 
-# Slower under KASAN and kmemleak: every test gets three times its timeout; 12G
-# of memory, or the KASAN shadow leaves node 0 no room for its 1G page.
+# Slower under KASAN and kmemleak: every test gets three times its timeout; 14G
+# of memory, or the KASAN shadow leaves node 0 room for one 1G page, not two.
 check-debug: all kernel-debug
-	@MEM=12G KERNEL=$(DEBUG_OBJ)/arch/x86/boot/bzImage CHECK_OUT=$(BUILD)/check-debug \
+	@MEM=14G KERNEL=$(DEBUG_OBJ)/arch/x86/boot/bzImage CHECK_OUT=$(BUILD)/check-debug \
 		TIMEOUT_SCALE=3 bash scripts/check.sh
 
 # Benchmarks: C programs built against the KVM selftest library (the objects

@@ -465,7 +465,6 @@ static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
 	spin_lock_irq(&hugetlb_lock);
 	__folio_set_hugetlb(folio);
 	gmem_restore_hugetlb(folio, rec);
-	list_add(&folio->lru, &h->hugepage_activelist);
 	spin_unlock_irq(&hugetlb_lock);
 
 	/*
@@ -479,11 +478,20 @@ static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
 		folio_set_hugetlb_raw_hwp_unreliable(folio);
 		pr_warn("guest_memfd: huge page at pfn %#lx has a poisoned page: kept out of use\n",
 			page_to_pfn(head));
-		return folio;
+	} else {
+		/* Also if a split that failed had restored it. */
+		hugetlb_vmemmap_optimize_folio(h, folio);
 	}
 
-	/* Also if a split that failed had restored it. */
-	hugetlb_vmemmap_optimize_folio(h, folio);
+	/*
+	 * On the active list only now: HVO copies the head struct page and then
+	 * remaps it, and a neighbour's list_add() or list_del() in between (a
+	 * huge page allocated or freed meanwhile) would be lost with the old
+	 * copy, leaving the list corrupt.
+	 */
+	spin_lock_irq(&hugetlb_lock);
+	list_add(&folio->lru, &h->hugepage_activelist);
+	spin_unlock_irq(&hugetlb_lock);
 	return folio;
 }
 

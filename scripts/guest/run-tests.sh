@@ -18,6 +18,20 @@ pool() {
 	done
 }
 
+# The kernel stacks of every task of the test BIN (the harness forks), and
+# the blocked tasks on the console: what a test that is about to be killed
+# for its timeout is waiting for.
+dump_stacks() { # BIN
+	for p in /proc/[0-9]*; do
+		grep -q "$1" "$p/cmdline" 2>/dev/null || continue
+		for t in "$p"/task/*; do
+			echo "--- task ${t##*/} ($(cat "$t/comm")), state $(cut -d' ' -f3 "$t/stat")"
+			cat "$t/stack"
+		done
+	done
+	echo w >/proc/sysrq-trigger
+}
+
 grep -v '^[[:space:]]*\(#\|$\)' "$list" | while read -r name tmo bin args; do
 	if [ -n "$filter" ]; then
 		case "$name" in $filter) ;; *) continue ;; esac
@@ -28,8 +42,15 @@ grep -v '^[[:space:]]*\(#\|$\)' "$list" | while read -r name tmo bin args; do
 	echo "=== $name"
 	# shellcheck disable=SC2086
 	tmo=$((tmo * scale))
+	(sleep $((tmo - 2)) && echo "=== stacks before the timeout" && dump_stacks "$bin") \
+		>"$log.stacks" 2>&1 &
+	watchdog=$!
 	(cd "$bindir" && TIMEOUT_SCALE=$scale timeout -s KILL "$tmo" "./$bin" $args) >"$log" 2>&1 </dev/null
 	rc=$?
+	kill "$watchdog" 2>/dev/null
+	wait "$watchdog" 2>/dev/null
+	cat "$log.stacks" >>"$log"
+	rm -f "$log.stacks"
 	secs=$(($(date +%s) - start))
 	after=$(pool)
 	if [ $rc -eq 0 ] && [ "$before" != "$after" ]; then
