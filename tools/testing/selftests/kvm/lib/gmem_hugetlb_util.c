@@ -101,17 +101,26 @@ int __gmem_create_huge(struct kvm_vm *vm, u64 size, u64 flags, u8 size_log2)
 /*
  * KVM_RUN, entered again after each KVM_EXIT_MEMORY_FAULT: a fault that raced
  * a conversion of guest_memfd exits that way, and the guest just retries.
- * Returns what the last _vcpu_run() returned.
+ * Returns what the last _vcpu_run() returned.  A fault that keeps exiting is
+ * no race but a livelock: it fails the test, saying where, after a million
+ * exits in a row (about a minute under emulation).
  */
 int vcpu_run_past_memory_faults(struct kvm_vcpu *vcpu)
 {
+	struct kvm_run *run = vcpu->run;
+	unsigned long exits = 0;
 	int r;
 
-	do {
+	for (;;) {
 		r = _vcpu_run(vcpu);
-	} while (r && errno == EFAULT &&
-		 vcpu->run->exit_reason == KVM_EXIT_MEMORY_FAULT);
-	return r;
+		if (!r || errno != EFAULT || run->exit_reason != KVM_EXIT_MEMORY_FAULT)
+			return r;
+		exits++;
+		TEST_ASSERT(exits < 1000000,
+			    "%lu memory fault exits in a row, the last at gpa %#llx size %#llx flags %#llx",
+			    exits, run->memory_fault.gpa, run->memory_fault.size,
+			    run->memory_fault.flags);
+	}
 }
 
 /*
