@@ -29,7 +29,7 @@ dump_stacks() { # BIN
 			cat "$t/stack"
 		done
 	done
-	echo w >/proc/sysrq-trigger
+	echo w >/proc/sysrq-trigger 2>/dev/null
 }
 
 grep -v '^[[:space:]]*\(#\|$\)' "$list" | while read -r name tmo bin args; do
