@@ -288,6 +288,39 @@ static void *vcpu_run_until_done(void *arg)
 	}
 }
 
+/*
+ * A VM of @nr_vcpus vCPUs running guest_code(), with a guest_memfd of @size
+ * bytes bound at DATA_GPA and mapped in the guest: 4K pages for a
+ * @page_shift of 12, hugetlb pages of that size otherwise.  KVM itself (its
+ * instruction emulator, for one) reads and writes guest memory through the
+ * memslot's userspace address, so that is the file's own mapping, *@mem, as
+ * a VMM sets it.  Returns the guest_memfd.
+ */
+static int data_vm_create(struct kvm_vm **vm, struct kvm_vcpu **vcpus, int nr_vcpus,
+			  unsigned int page_shift, u64 size, void **mem)
+{
+	const struct vm_shape shape = {
+		.mode = VM_MODE_DEFAULT,
+		.type = KVM_X86_SW_PROTECTED_VM,
+	};
+	bool huge = page_shift > 12;
+	int fd;
+
+	*vm = __vm_create_with_vcpus(shape, nr_vcpus, size / PAGE_SIZE, guest_code, vcpus);
+	fd = __gmem_create_huge(*vm, size, GUEST_MEMFD_FLAG_MMAP |
+				(huge ? GUEST_MEMFD_FLAG_HUGE_PAGES : 0),
+				huge ? page_shift : 0);
+	TEST_ASSERT(fd >= 0, "creating the guest_memfd failed, errno %d", errno);
+	*mem = kvm_mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+	vm_set_user_memory_region2(*vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
+				   size, *mem, fd, 0);
+	virt_map_level(*vm, DATA_GPA, DATA_GPA, size,
+		       size % SZ_1G ? PG_LEVEL_2M : PG_LEVEL_1G);
+	region_pages = size / PAGE_SIZE;
+	sync_global_to_guest(*vm, region_pages);
+	return fd;
+}
+
 FIXTURE(stress) {
 	struct hugetlb_pools pools_before;
 };
@@ -326,13 +359,8 @@ FIXTURE_TEARDOWN(stress)
 
 TEST_F_TIMEOUT(stress, convert_punch_pin_while_vcpus_read, 900)
 {
-	const struct vm_shape shape = {
-		.mode = VM_MODE_DEFAULT,
-		.type = KVM_X86_SW_PROTECTED_VM,
-	};
 	unsigned int seed = getenv("SEED") ? atoi(getenv("SEED")) : time(NULL);
 	int scale = getenv("TIMEOUT_SCALE") ? atoi(getenv("TIMEOUT_SCALE")) : 1;
-	bool huge = variant->page_shift > 12;
 	struct kvm_vcpu *vcpus[NR_VCPUS];
 	struct worker workers[NR_WORKERS];
 	pthread_t vcpu_threads[NR_VCPUS], worker_threads[NR_WORKERS];
@@ -347,21 +375,11 @@ TEST_F_TIMEOUT(stress, convert_punch_pin_while_vcpus_read, 900)
 	npages = s.size / PAGE_SIZE;
 	ksft_print_msg("seed %u (SEED=%u replays it), %d s\n", seed, seed, 10 * scale);
 
-	s.vm = __vm_create_with_vcpus(shape, NR_VCPUS, npages, guest_code, vcpus);
-	s.fd = __gmem_create_huge(s.vm, s.size, GUEST_MEMFD_FLAG_MMAP |
-				  (huge ? GUEST_MEMFD_FLAG_HUGE_PAGES : 0),
-				  huge ? variant->page_shift : 0);
-	TEST_ASSERT(s.fd >= 0, "creating the guest_memfd failed, errno %d", errno);
-	s.mem = kvm_mmap(s.size, PROT_READ | PROT_WRITE, MAP_SHARED, s.fd);
-	vm_set_user_memory_region2(s.vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
-				   s.size, s.mem, s.fd, 0);
-	virt_map_level(s.vm, DATA_GPA, DATA_GPA, s.size,
-		       s.size % SZ_1G ? PG_LEVEL_2M : PG_LEVEL_1G);
+	s.fd = data_vm_create(&s.vm, vcpus, NR_VCPUS, variant->page_shift, s.size,
+			      (void **)&s.mem);
 	s.shared = calloc(npages, 1);
 	s.tag = calloc(npages, sizeof(u64));
 	TEST_ASSERT(s.shared && s.tag, "calloc");
-	region_pages = npages;
-	sync_global_to_guest(s.vm, region_pages);
 
 	for (i = 0; i < NR_VCPUS; i++) {
 		vcpu_args_set(vcpus[i], 1, seed + i);
@@ -467,11 +485,6 @@ static void *convert_until_stopped(void *arg)
 
 TEST_F_TIMEOUT(stress, lifetime_races, 900)
 {
-	const struct vm_shape shape = {
-		.mode = VM_MODE_DEFAULT,
-		.type = KVM_X86_SW_PROTECTED_VM,
-	};
-	bool huge = variant->page_shift > 12;
 	u64 size = variant->size, npages = size / PAGE_SIZE;
 	struct kvm_vcpu *vcpus[NR_VCPUS];
 	pthread_t converter, vcpu_threads[NR_VCPUS];
@@ -480,25 +493,7 @@ TEST_F_TIMEOUT(stress, lifetime_races, 900)
 	void *mem;
 	int i, fd;
 
-	TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));
-
-	vm = __vm_create_with_vcpus(shape, NR_VCPUS, npages, guest_code, vcpus);
-	fd = __gmem_create_huge(vm, size, GUEST_MEMFD_FLAG_MMAP |
-				(huge ? GUEST_MEMFD_FLAG_HUGE_PAGES : 0),
-				huge ? variant->page_shift : 0);
-	TEST_ASSERT(fd >= 0, "creating the guest_memfd failed, errno %d", errno);
-	/*
-	 * KVM itself (its instruction emulator, for one) reads and writes
-	 * guest memory through the memslot's userspace address, so that is
-	 * the file's own mapping, as a VMM sets it.
-	 */
-	mem = kvm_mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
-	vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
-				   size, mem, fd, 0);
-	virt_map_level(vm, DATA_GPA, DATA_GPA, size,
-		       size % SZ_1G ? PG_LEVEL_2M : PG_LEVEL_1G);
-	region_pages = npages;
-	sync_global_to_guest(vm, region_pages);
+	fd = data_vm_create(&vm, vcpus, NR_VCPUS, variant->page_shift, size, &mem);
 
 	racer = (struct racer) { .fd = fd, .npages = npages, .seed = time(NULL) };
 	pthread_create(&converter, NULL, convert_until_stopped, &racer);
@@ -555,24 +550,10 @@ struct gmem_vm {
 	struct racer racer;
 };
 
-static void gmem_vm_start(struct gmem_vm *g, const struct vm_shape shape,
-			  unsigned int page_shift, u64 size, unsigned int seed)
+static void gmem_vm_start(struct gmem_vm *g, unsigned int page_shift, u64 size,
+			  unsigned int seed)
 {
-	bool huge = page_shift > 12;
-	int fd;
-
-	g->vm = __vm_create_with_vcpus(shape, 1, size / PAGE_SIZE, guest_code, &g->vcpu);
-	fd = __gmem_create_huge(g->vm, size, GUEST_MEMFD_FLAG_MMAP |
-				(huge ? GUEST_MEMFD_FLAG_HUGE_PAGES : 0),
-				huge ? page_shift : 0);
-	TEST_ASSERT(fd >= 0, "creating the guest_memfd failed, errno %d", errno);
-	g->mem = kvm_mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
-	vm_set_user_memory_region2(g->vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
-				   size, g->mem, fd, 0);
-	virt_map_level(g->vm, DATA_GPA, DATA_GPA, size,
-		       size % SZ_1G ? PG_LEVEL_2M : PG_LEVEL_1G);
-	region_pages = size / PAGE_SIZE;
-	sync_global_to_guest(g->vm, region_pages);
+	int fd = data_vm_create(&g->vm, &g->vcpu, 1, page_shift, size, &g->mem);
 
 	g->racer = (struct racer) { .fd = fd, .npages = size / PAGE_SIZE, .seed = seed };
 	pthread_create(&g->converter, NULL, convert_until_stopped, &g->racer);
@@ -588,18 +569,14 @@ static void gmem_vm_stop_vcpu(struct gmem_vm *g)
 
 TEST_F_TIMEOUT(stress, two_vms_convert_at_once, 900)
 {
-	const struct vm_shape shape = {
-		.mode = VM_MODE_DEFAULT,
-		.type = KVM_X86_SW_PROTECTED_VM,
-	};
 	int scale = getenv("TIMEOUT_SCALE") ? atoi(getenv("TIMEOUT_SCALE")) : 1;
 	unsigned int seed = time(NULL);
 	u64 size = variant->size, npages = size / PAGE_SIZE;
 	struct gmem_vm a, b;
 	int r;
 
-	gmem_vm_start(&a, shape, variant->page_shift, size, seed);
-	gmem_vm_start(&b, shape, variant->page_shift, size, seed + 1);
+	gmem_vm_start(&a, variant->page_shift, size, seed);
+	gmem_vm_start(&b, variant->page_shift, size, seed + 1);
 
 	r = __vm_set_user_memory_region2(b.vm, DATA_SLOT + 1, KVM_MEM_GUEST_MEMFD,
 					 DATA_GPA + size, size, a.mem, a.racer.fd, 0);
