@@ -578,6 +578,14 @@ TEST_F_TIMEOUT(stress, two_vms_convert_at_once, 900)
 	gmem_vm_start(&a, variant->page_shift, size, seed);
 	gmem_vm_start(&b, variant->page_shift, size, seed + 1);
 
+	/*
+	 * The same binding of b's own file fails only because that range of
+	 * the file is bound already: the owner alone makes the EINVAL.
+	 */
+	r = __vm_set_user_memory_region2(b.vm, DATA_SLOT + 1, KVM_MEM_GUEST_MEMFD,
+					 DATA_GPA + size, size, b.mem, b.racer.fd, 0);
+	TEST_ASSERT(r == -1 && errno == EEXIST,
+		    "binding b's own bound range again: %d, errno %d", r, errno);
 	r = __vm_set_user_memory_region2(b.vm, DATA_SLOT + 1, KVM_MEM_GUEST_MEMFD,
 					 DATA_GPA + size, size, a.mem, a.racer.fd, 0);
 	TEST_ASSERT(r == -1 && errno == EINVAL,
