@@ -6,10 +6,10 @@
  * Two vCPUs read random pages of the region all along, asserting that each
  * page holds either zeroes or a tag naming that very page: a vCPU must never
  * see another page's memory, whatever the host does at that moment.  Host
- * workers each own every Nth 2M block and, at random, on their blocks:
- * convert a random range both ways, write a fresh tag into a shared page
- * through mmap, read a shared page back, punch a hole through a whole huge
- * page and allocate it again (files of 2M pages and smaller), pin a shared
+ * workers each own every Nth block (2M, or one huge page where that is
+ * larger) and, at random, on their blocks: convert a random range both ways,
+ * write a fresh tag into a shared page through mmap, read a shared page back,
+ * punch a hole through a whole huge page and allocate it again, pin a shared
  * page with vmsplice() and check that it cannot become private until the pipe
  * lets go (in split huge pages too), and read fdinfo.  Each worker keeps a
  * model of its blocks: at the end every attribute and every byte matches,
@@ -40,8 +40,7 @@
 #define PRIVATE		KVM_MEMORY_ATTRIBUTE_PRIVATE
 #define NR_VCPUS	2
 #define NR_WORKERS	2
-#define BLOCK		SZ_2M
-#define BLOCK_PAGES	(BLOCK / PAGE_SIZE)
+#define SUBBLOCK_PAGES	(SZ_2M / PAGE_SIZE)
 
 /* A page's tag: its index and a generation, so a reader can tell whose it is. */
 #define TAG(index, gen)	((u64)(index) << 24 | ((gen) & 0xffffff))
@@ -70,6 +69,7 @@ struct stress {
 	struct kvm_vm *vm;
 	int fd;
 	u64 size, page_size;
+	u64 block_pages;	/* a worker's unit: 2M, or a huge page if larger */
 	u64 *mem;		/* the host's mapping of the whole file */
 	u8 *shared;		/* the model: per page */
 	u64 *tag;
@@ -80,6 +80,7 @@ struct worker {
 	struct stress *s;
 	int id;
 	unsigned int seed;
+	u64 last_shared;	/* a page this worker last made shared */
 	unsigned long converts, eagain, writes, reads, punches, pins, fdinfos;
 };
 
@@ -99,22 +100,31 @@ static int convert(int fd, u64 first, u64 n, bool shared, u64 *error_offset)
 /* A random page of one of the worker's blocks. */
 static u64 worker_page(struct worker *w)
 {
-	u64 nr_blocks = w->s->size / BLOCK, block;
+	u64 nr_blocks = w->s->size / PAGE_SIZE / w->s->block_pages, block;
 
 	block = (rand_r(&w->seed) % (nr_blocks / NR_WORKERS)) * NR_WORKERS + w->id;
-	return block * BLOCK_PAGES + rand_r(&w->seed) % BLOCK_PAGES;
+	return block * w->s->block_pages + rand_r(&w->seed) % w->s->block_pages;
+}
+
+/*
+ * A page to write, read or pin: half the time the one this worker last made
+ * shared, since in a 1G file few random pages are shared at any moment.
+ */
+static u64 worker_shared_page(struct worker *w)
+{
+	return rand_r(&w->seed) % 2 ? w->last_shared : worker_page(w);
 }
 
 static void worker_convert(struct worker *w)
 {
 	struct stress *s = w->s;
 	u64 page = worker_page(w), first = page, n, i;
-	/* Stay inside the page's 2M block, which the worker owns. */
-	u64 room = BLOCK_PAGES - page % BLOCK_PAGES;
+	/* Stay inside the page's 2M, which the worker owns. */
+	u64 room = SUBBLOCK_PAGES - page % SUBBLOCK_PAGES;
 	bool shared = rand_r(&w->seed) % 2;
 	int r;
 
-	n = 1 + rand_r(&w->seed) % (rand_r(&w->seed) % 4 ? 4 : BLOCK_PAGES);
+	n = 1 + rand_r(&w->seed) % (rand_r(&w->seed) % 4 ? 4 : SUBBLOCK_PAGES);
 	if (n > room)
 		n = room;
 
@@ -127,13 +137,15 @@ static void worker_convert(struct worker *w)
 		    w->id, n, first, r);
 	for (i = first; i < first + n; i++)
 		s->shared[i] = shared;
+	if (shared)
+		w->last_shared = first;
 	w->converts++;
 }
 
 static void worker_write(struct worker *w)
 {
 	struct stress *s = w->s;
-	u64 page = worker_page(w);
+	u64 page = worker_shared_page(w);
 
 	if (!s->shared[page])
 		return;
@@ -145,7 +157,7 @@ static void worker_write(struct worker *w)
 static void worker_read(struct worker *w)
 {
 	struct stress *s = w->s;
-	u64 page = worker_page(w);
+	u64 page = worker_shared_page(w);
 
 	if (!s->shared[page])
 		return;
@@ -157,11 +169,15 @@ static void worker_read(struct worker *w)
 static void worker_punch(struct worker *w)
 {
 	struct stress *s = w->s;
-	u64 unit = s->page_size > PAGE_SIZE ? s->page_size / PAGE_SIZE : BLOCK_PAGES;
+	u64 unit = s->page_size > PAGE_SIZE ? s->page_size / PAGE_SIZE : SUBBLOCK_PAGES;
 	u64 first, i;
 
-	if (s->page_size > BLOCK)
-		return;	/* a 1G page spans every worker's blocks */
+	/*
+	 * Allocating a 1G page again means zeroing it, about a second under
+	 * emulation: after its first, a worker punches one a 16th as often.
+	 */
+	if (s->page_size >= SZ_1G && w->punches && rand_r(&w->seed) % 16)
+		return;
 	first = round_down(worker_page(w), unit);
 
 	TEST_ASSERT_EQ(fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
@@ -181,7 +197,7 @@ static void worker_punch(struct worker *w)
 static void worker_pin(struct worker *w)
 {
 	struct stress *s = w->s;
-	u64 page = worker_page(w), error_offset;
+	u64 page = worker_shared_page(w), error_offset;
 	struct iovec iov = {
 		.iov_base = &s->mem[page * PAGE_SIZE / sizeof(u64)],
 		.iov_len = PAGE_SIZE,
@@ -370,8 +386,10 @@ TEST_F_TIMEOUT(stress, convert_punch_pin_while_vcpus_read, 900)
 	char path[64], line[128];
 	FILE *f;
 
-	s.size = variant->size;
 	s.page_size = 1ull << variant->page_shift;
+	s.block_pages = max_t(u64, s.page_size, SZ_2M) / PAGE_SIZE;
+	/* A block per worker at least, so that each can punch a huge page of its own. */
+	s.size = max_t(u64, variant->size, (NR_WORKERS * s.block_pages * PAGE_SIZE));
 	npages = s.size / PAGE_SIZE;
 	ksft_print_msg("seed %u (SEED=%u replays it), %d s\n", seed, seed, 10 * scale);
 
@@ -386,7 +404,10 @@ TEST_F_TIMEOUT(stress, convert_punch_pin_while_vcpus_read, 900)
 		pthread_create(&vcpu_threads[i], NULL, vcpu_run_until_done, vcpus[i]);
 	}
 	for (i = 0; i < NR_WORKERS; i++) {
-		workers[i] = (struct worker) { .s = &s, .id = i, .seed = seed * 31 + i };
+		workers[i] = (struct worker) {
+			.s = &s, .id = i, .seed = seed * 31 + i,
+			.last_shared = i * s.block_pages,	/* its first block */
+		};
 		pthread_create(&worker_threads[i], NULL, worker_run, &workers[i]);
 	}
 
@@ -447,7 +468,8 @@ TEST_F_TIMEOUT(stress, convert_punch_pin_while_vcpus_read, 900)
  * guest_memfd closed while vCPUs fault on it, and the VM and the file closed
  * while conversions are in flight.  Nothing may crash or leak (make check
  * scans the kernel log; teardown checks the pools), and each side sees only
- * documented outcomes.
+ * documented outcomes.  The memslot goes and comes back 20 times, or
+ * DELETIONS= times, to make a rare outcome of that race less rare.
  */
 struct racer {
 	int fd;
@@ -485,6 +507,7 @@ static void *convert_until_stopped(void *arg)
 
 TEST_F_TIMEOUT(stress, lifetime_races, 900)
 {
+	int deletions = getenv("DELETIONS") ? atoi(getenv("DELETIONS")) : 20;
 	u64 size = variant->size, npages = size / PAGE_SIZE;
 	struct kvm_vcpu *vcpus[NR_VCPUS];
 	pthread_t converter, vcpu_threads[NR_VCPUS];
@@ -508,7 +531,7 @@ TEST_F_TIMEOUT(stress, lifetime_races, 900)
 	 * when it is back, its pages are private or shared as the file says.
 	 */
 	WRITE_ONCE(memslot_may_vanish, true);
-	for (i = 0; i < 20; i++) {
+	for (i = 0; i < deletions; i++) {
 		vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
 					   0, NULL, fd, 0);
 		usleep(20 * 1000);
@@ -531,8 +554,8 @@ TEST_F_TIMEOUT(stress, lifetime_races, 900)
 	close(fd);
 	pthread_join(converter, NULL);
 	kvm_munmap(mem, size);
-	ksft_print_msg("%lu conversions raced 20 memslot deletions and two closes\n",
-		       racer.ok);
+	ksft_print_msg("%lu conversions raced %d memslot deletions and two closes\n",
+		       racer.ok, deletions);
 }
 
 /*
