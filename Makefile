@@ -129,6 +129,8 @@ $(BUILD)/bench/%: bench/%.c selftests
 
 perf: overlay
 	@echo "perf: building tools/perf (static)"
+	@# tools/perf wants its O= directory to exist.
+	@mkdir -p $(BUILD)/perf
 	@$(MAKE) -s -C $(SRC)/tools/perf O=$(BUILD)/perf -j$(JOBS) $(PERF_FLAGS) perf \
 		>$(BUILD)/perf.log 2>&1 || { tail -n 40 $(BUILD)/perf.log; exit 1; }
 

@@ -13,6 +13,11 @@
  * a folio allocated for the file consumes one of those reservations, and a
  * folio freed (punch hole, last close) gives it back to the file. When the
  * file goes away, so does the subpool and what is left of its reservation.
+ * A huge page that leaves the file while something still holds a piece of it
+ * (an orphan, see mm/guest_memfd_split.c) leaves the subpool too: the file
+ * reserves a page in its place, or, if the pool has none to reserve, is a
+ * page short until it can take an unreserved one (-ENOSPC meanwhile, as for a
+ * hugetlbfs file without a reservation).
  * The pool counters (free, reserved, surplus) therefore stay exact at every
  * step, as they do for a hugetlbfs file with a min_size mount.
  *
@@ -143,36 +148,36 @@ static gfp_t gmem_hugetlb_gfp(struct hstate *h)
 }
 
 /*
- * Take one huge page from the file's reservation, from node @nid first and
- * only from @nodemask if not NULL: a zeroed, up-to-date folio with one
- * reference, charged to the file's subpool so that freeing it returns the
- * page to the file's reservation.
+ * Take one huge page for the file, from node @nid first and only from
+ * @nodemask if not NULL: a zeroed, up-to-date folio with one reference,
+ * charged to the file's subpool so that freeing it returns the page to the
+ * file's reservation. The page comes out of the file's reservation, or, if
+ * the file is short of it (an orphan took its place while the pool had no
+ * page to reserve instead), out of the pool's unreserved pages.
  */
 VISIBLE_IF_KUNIT struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh,
 							int nid, nodemask_t *nodemask)
 {
 	struct hstate *h = gh->h;
 	struct folio *folio;
-	long ret;
+	int ret;
 
 	/*
-	 * Beyond the file's size: -ENOMEM. Within it, the subpool's minimum
-	 * equals its maximum, so the page always comes out of the subpool's
-	 * own reservation (0: no global reservation to take).
+	 * Beyond the file's size: -ENOMEM. No page to reserve: -ENOSPC, as
+	 * hugetlb says it, so that a fault on a mapping gets SIGBUS rather
+	 * than the OOM killer (or a fault retried for ever).
 	 */
-	ret = hugepage_subpool_get_pages(gh->spool, 1);
-	if (ret < 0)
-		return ERR_PTR(-ENOMEM);
-	VM_WARN_ON_ONCE(ret);
+	ret = hugepage_subpool_reserve_page(gh->spool);
+	if (ret)
+		return ERR_PTR(ret);
 
 	/*
 	 * The reservation is not per node: a 'bind' policy may allow only
-	 * nodes with no free page. -ENOSPC, as hugetlb says it, so that a
-	 * fault on a mapping gets SIGBUS rather than the OOM killer.
+	 * nodes with no free page.
 	 */
 	folio = alloc_hugetlb_folio_reserve(h, nid, nodemask, gmem_hugetlb_gfp(h));
 	if (!folio) {
-		hugepage_subpool_put_pages(gh->spool, 1);
+		hugepage_subpool_unreserve_page(gh->spool);
 		return ERR_PTR(-ENOSPC);
 	}
 	hugetlb_set_folio_subpool(folio, gh->spool);

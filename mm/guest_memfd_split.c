@@ -24,8 +24,10 @@
  * merges them. If truncation finds pieces still referenced (pinned for I/O,
  * say), they leave the page cache but keep their references as long as needed
  * ("orphans"), and are merged and freed to the pool once nothing else holds
- * them, so no page is ever lost to the pool. A huge page with a poisoned page
- * is merged only then, and goes back to the pool marked, never to be used.
+ * them, so no page is ever lost to the pool. An orphan is not the file's any
+ * more: it leaves the file's subpool, which reserves a page in its place. A
+ * huge page with a poisoned page is merged only then, and goes back to the
+ * pool marked, never to be used.
  *
  * Locking: the caller (guest_memfd) holds the file's invalidate lock, which
  * keeps its own lookups (KVM and host faults) out, so a folio's references
@@ -34,6 +36,7 @@
  * and fails with -EAGAIN if any is referenced beyond the page cache.
  */
 #include <linux/dax.h>
+#include <linux/fault-inject.h>
 #include <linux/guest_memfd.h>
 #include <linux/hugetlb.h>
 #include <linux/kvm_types.h>
@@ -231,6 +234,31 @@ static void gmem_xa_unsplit(struct address_space *mapping, struct folio *folio)
 	xas_unlock_irq(&xas);
 }
 
+#ifdef CONFIG_FAULT_INJECTION_DEBUG_FS
+/*
+ * fail_gmem_split in debugfs: splits fail with -EAGAIN, as if someone held a
+ * reference to the folio, so that tests can see what their callers do then.
+ */
+static DECLARE_FAULT_ATTR(fail_gmem_split);
+
+static int __init fail_gmem_split_debugfs(void)
+{
+	return PTR_ERR_OR_ZERO(fault_create_debugfs_attr("fail_gmem_split", NULL,
+							 &fail_gmem_split));
+}
+late_initcall(fail_gmem_split_debugfs);
+
+static bool gmem_split_should_fail(void)
+{
+	return should_fail(&fail_gmem_split, 1);
+}
+#else
+static inline bool gmem_split_should_fail(void)
+{
+	return false;
+}
+#endif
+
 static pgoff_t gmem_huge_index(const struct gmem_hugetlb *gh, pgoff_t index)
 {
 	return index >> huge_page_order(gh->h);
@@ -316,7 +344,8 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	 * are unfrozen this task must neither sleep nor be preempted.
 	 */
 	preempt_disable();
-	if (!folio_ref_freeze(folio, folio_nr_pages(folio) + 1)) {
+	if (gmem_split_should_fail() ||
+	    !folio_ref_freeze(folio, folio_nr_pages(folio) + 1)) {
 		preempt_enable();
 		r = -EAGAIN;
 		goto unsplit_xa;
@@ -707,6 +736,14 @@ int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 	xa_erase(&gh->split, gmem_huge_index(gh, index));
 	rec->h = gh->h;
 	rec->head = head;
+	/*
+	 * The huge page is no longer the file's: freed, it goes back to the
+	 * pool unreserved, and the file reserves another in its place now, so
+	 * that the range can be filled again and the file's reservation goes
+	 * back to the pool when it is closed, however long the orphan lives.
+	 */
+	rec->subpool = NULL;
+	hugepage_subpool_drop_page(gh->spool);
 
 	spin_lock(&gmem_orphans_lock);
 	list_add_tail(&rec->orphan, &gmem_orphans);

@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 
 #include <linux/sizes.h>
 
@@ -716,10 +717,10 @@ TEST_F_TIMEOUT(conv, pinned_page_outlives_punch_hole, GUEST_TEST_TIMEOUT)
 	u64 unit = variant->page_shift > 12 ? self->page_size : self->size;
 	struct iovec iov = { .iov_base = host_page(self, page), .iov_len = PAGE_SIZE };
 	bool huge = variant->page_shift > 12;
-	struct hugetlb_pools start, now;
+	struct hugetlb_pools start;
 	struct gmem_fdinfo info;
 	char buf[PAGE_SIZE];
-	int pipefd[2], tries = 100;
+	int pipefd[2];
 
 	read_hugetlb_pools(&start);
 	convert(self->fd, page, PAGE_SIZE, 0);
@@ -733,9 +734,12 @@ TEST_F_TIMEOUT(conv, pinned_page_outlives_punch_hole, GUEST_TEST_TIMEOUT)
 	TEST_ASSERT_EQ(info.huge_folios, 0);
 	TEST_ASSERT_EQ(info.split_huge_pages, 0);
 	TEST_ASSERT(!strcmp(info.folio_orders, ""), "folios left: %s", info.folio_orders);
-	/* The huge page is still out of the pool, on the file's reservation. */
+	/*
+	 * The huge page is still out of the pool, but no longer on the file's
+	 * reservation: the file reserved a page in its place.
+	 */
 	if (huge)
-		assert_hugetlb_pools(&start, variant->page_shift, -1, -1);
+		assert_hugetlb_pools(&start, variant->page_shift, -1, 0);
 
 	/* The pipe still holds the page, with what the host wrote. */
 	TEST_ASSERT_EQ(read(pipefd[0], buf, sizeof(buf)), PAGE_SIZE);
@@ -744,13 +748,142 @@ TEST_F_TIMEOUT(conv, pinned_page_outlives_punch_hole, GUEST_TEST_TIMEOUT)
 	close(pipefd[1]);
 
 	/* Released, it goes back to the pool, shortly. */
-	do {
-		read_hugetlb_pools(&now);
-		if (!memcmp(&now, &start, sizeof(now)))
-			break;
-		usleep(20 * 1000);
-	} while (huge && --tries);
-	assert_hugetlb_pools(&start, variant->page_shift, 0, 0);
+	wait_hugetlb_pools(&start, variant->page_shift, 0, 0);
+}
+
+/*
+ * Read @p in a child process, so that a read that never returns fails the test
+ * instead of hanging it: 0 if the child read @expect, 1 if it got SIGBUS.
+ */
+static int host_read_in_child(u64 *p, u64 expect)
+{
+	int status;
+	pid_t pid;
+
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork() failed, errno %d", errno);
+	if (!pid) {
+		alarm(20);
+		if (host_read_faults(p))
+			_exit(1);
+		_exit(READ_ONCE(*p) == expect ? 0 : 2);
+	}
+	TEST_ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	TEST_ASSERT(!WIFSIGNALED(status),
+		    "the host's read of %p did not return within 20 s (signal %d)",
+		    p, WTERMSIG(status));
+	TEST_ASSERT(WEXITSTATUS(status) < 2,
+		    "the host's read of %p: %s, expected %#lx", p,
+		    WEXITSTATUS(status) == 2 ? "another value" : "the child failed", expect);
+	return WEXITSTATUS(status);
+}
+
+/*
+ * A pinned piece of a punched huge page lives on as an orphan, out of the
+ * pool, but no longer the file's: the file reserves a page in its place, the
+ * punched range is filled again from the pool at the next touch (zeroed), and
+ * a file closed while the orphan lives gives its whole reservation back.
+ * Before the fix, the orphan kept the file's page: the host's read looped
+ * forever on VM_FAULT_OOM, and closing the file kept its reservation.
+ */
+TEST_F_TIMEOUT(conv, punched_pinned_page_refills_from_pool, GUEST_TEST_TIMEOUT)
+{
+	u64 page = middle_offset(self->size, self->page_size);
+	u64 unit = variant->page_shift > 12 ? self->page_size : self->size;
+	struct iovec iov = { .iov_base = host_page(self, page), .iov_len = PAGE_SIZE };
+	unsigned int shift = variant->page_shift;
+	struct hugetlb_pools start;
+	char buf[PAGE_SIZE];
+	int pipefd[2];
+
+	read_hugetlb_pools(&start);
+	convert(self->fd, page, PAGE_SIZE, 0);
+	*host_page(self, page) = page_tag(page, 8);
+	TEST_ASSERT_EQ(pipe(pipefd), 0);
+	TEST_ASSERT_EQ(vmsplice(pipefd[1], &iov, 1, 0), PAGE_SIZE);
+	TEST_ASSERT_EQ(fallocate(self->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				 round_down(page, unit), unit), 0);
+
+	/*
+	 * Filled again from the pool, zeroed, for the host and the guest: the
+	 * orphan and the new page are out of the pool, and the file's
+	 * reservation is whole but for the new page.
+	 */
+	TEST_ASSERT_EQ(host_read_in_child(host_page(self, page), 0), 0);
+	assert_hugetlb_pools(&start, shift, -2, -1);
+	guest_do(self->vcpu, OP_TOUCH, round_down(page, unit), unit, 0);
+
+	/* Closed while the orphan lives: the reservation goes back whole. */
+	conv_close(self);
+	assert_hugetlb_pools(&self->pools_before, shift, -1, 0);
+
+	TEST_ASSERT_EQ(read(pipefd[0], buf, sizeof(buf)), PAGE_SIZE);
+	TEST_ASSERT_EQ(*(u64 *)buf, page_tag(page, 8));
+	close(pipefd[0]);
+	close(pipefd[1]);
+	wait_hugetlb_pools(&self->pools_before, shift, 0, 0);
+}
+
+/*
+ * The same with every page of the file allocated and no page left in the
+ * pool to reserve in the orphan's place (another file reserved them all): the
+ * file is a page short, as a hugetlbfs file without a reservation would be.  A touch of the punched range gets
+ * the host SIGBUS and the vCPU ENOSPC with a memory-fault exit at its gpa, at
+ * once, until a page is free again (the orphan released): then it is filled.
+ */
+TEST_F_TIMEOUT(conv, punched_pinned_page_without_free_page, GUEST_TEST_TIMEOUT)
+{
+	u64 page = middle_offset(self->size, self->page_size);
+	struct iovec iov = { .iov_base = host_page(self, page), .iov_len = PAGE_SIZE };
+	unsigned int shift = variant->page_shift;
+	struct kvm_run *run = self->vcpu->run;
+	struct hugetlb_pools start;
+	int pipefd[2], hog = -1;
+	unsigned long spare;
+	char buf[PAGE_SIZE];
+
+	if (shift == 12)
+		SKIP(return, "order-0 file: its pages come from the page allocator, not a pool");
+
+	/* Every huge page of the file allocated: no reservation left. */
+	TEST_ASSERT_EQ(fallocate(self->fd, FALLOC_FL_KEEP_SIZE, 0, self->size), 0);
+	read_hugetlb_pools(&start);
+	spare = hugetlb_pool_free_pages(shift);
+	if (spare) {
+		hog = __gmem_create_huge(self->vm, spare << shift,
+					 GUEST_MEMFD_FLAG_HUGE_PAGES, shift);
+		TEST_ASSERT(hog >= 0, "reserving the rest of the pool failed, errno %d", errno);
+	}
+	TEST_ASSERT_EQ(hugetlb_pool_free_pages(shift), 0);
+
+	convert(self->fd, page, PAGE_SIZE, 0);
+	*host_page(self, page) = page_tag(page, 9);
+	TEST_ASSERT_EQ(pipe(pipefd), 0);
+	TEST_ASSERT_EQ(vmsplice(pipefd[1], &iov, 1, 0), PAGE_SIZE);
+	TEST_ASSERT_EQ(fallocate(self->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				 round_down(page, self->page_size), self->page_size), 0);
+	assert_hugetlb_pools(&start, shift, 0, spare);
+
+	TEST_ASSERT_EQ(host_read_in_child(host_page(self, page), 0), 1);
+	cmd = (struct guest_cmd) { .op = OP_TOUCH, .offset = page, .size = PAGE_SIZE };
+	sync_global_to_guest(self->vm, cmd);
+	TEST_ASSERT(_vcpu_run(self->vcpu) == -1 && errno == ENOSPC,
+		    "KVM_RUN on a page the pool cannot give: errno %d", errno);
+	TEST_ASSERT_KVM_EXIT_REASON(self->vcpu, KVM_EXIT_MEMORY_FAULT);
+	TEST_ASSERT_EQ(run->memory_fault.gpa, DATA_GPA + page);
+	TEST_ASSERT_EQ(run->memory_fault.size, PAGE_SIZE);
+	assert_hugetlb_pools(&start, shift, 0, spare);
+
+	/* The orphan released, its page is free: the range is filled. */
+	TEST_ASSERT_EQ(read(pipefd[0], buf, sizeof(buf)), PAGE_SIZE);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	wait_hugetlb_pools(&start, shift, 1, spare);
+	TEST_ASSERT_EQ(host_read_in_child(host_page(self, page), 0), 0);
+	vcpu_run_to_sync(self->vcpu);
+	assert_hugetlb_pools(&start, shift, 0, spare);
+	if (hog >= 0)
+		close(hog);
 }
 
 struct converter {

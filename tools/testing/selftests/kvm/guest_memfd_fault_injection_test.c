@@ -21,10 +21,13 @@
  * among them.
  */
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/wait.h>
 
 #include <linux/falloc.h>
 #include <linux/sizes.h>
@@ -649,6 +652,80 @@ TEST_F_TIMEOUT(inject, creation, 300)
 	/* No file descriptor leaked by a failed creation. */
 	TEST_ASSERT_EQ(dup(0), next_fd);
 	close(next_fd);
+}
+
+/* fail_gmem_split: splits fail as if a stray reference held the folio. */
+#define FAIL_SPLIT	DEBUGFS "/fail_gmem_split"
+
+static void fail_splits_of_tasks_that_ask(bool on)
+{
+	TEST_ASSERT(!access(FAIL_SPLIT, F_OK),
+		    "%s: fail_gmem_split needs CONFIG_FAULT_INJECTION_DEBUG_FS", FAIL_SPLIT);
+	write_file(FAIL_SPLIT "/task-filter", on ? "Y" : "N");
+	write_file(FAIL_SPLIT "/verbose", "0");
+	write_file(FAIL_SPLIT "/interval", "1");
+	write_file(FAIL_SPLIT "/times", on ? "-1" : "0");
+	write_file(FAIL_SPLIT "/probability", on ? "100" : "0");
+}
+
+static sigjmp_buf sigbus_jmp;
+
+static void sigbus_handler(int sig)
+{
+	siglongjmp(sigbus_jmp, 1);
+}
+
+/*
+ * A host fault that allocates a huge page with a shared page in it splits it
+ * at once; a split that a reference keeps failing (-EAGAIN, for as long as
+ * fail_gmem_split says) ends the fault with SIGBUS after a bounded wait,
+ * having released the fault's locks on the way (VM_FAULT_RETRY's contract),
+ * and leaves nothing allocated.  The task then unmaps its mapping, which
+ * needs those locks.  Before the fix, the fault returned VM_FAULT_RETRY with
+ * the lock held, and the task looped in the fault for ever (and lockdep saw
+ * a lock taken twice).
+ */
+TEST_F_TIMEOUT(inject, host_fault_split_blocked, 120)
+{
+	struct sigaction sa = { .sa_handler = sigbus_handler };
+	u64 *page = (u64 *)(self->mem + 3 * PAGE_SIZE);
+	struct fdinfo before, after;
+	int status;
+	pid_t pid;
+
+	hole_one_page_shared(self);
+	read_fdinfo(self->fd, &before);
+	fail_splits_of_tasks_that_ask(true);
+
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork() failed, errno %d", errno);
+	if (!pid) {
+		int fd = open("/proc/self/make-it-fail", O_WRONLY);
+
+		alarm(60);
+		if (fd < 0 || write(fd, "1", 1) != 1)
+			_exit(3);
+		close(fd);
+		sigaction(SIGBUS, &sa, NULL);
+		if (!sigsetjmp(sigbus_jmp, 1)) {
+			(void)READ_ONCE(*page);
+			_exit(2);
+		}
+		_exit(munmap(self->mem, self->size) ? 4 : 0);
+	}
+	TEST_ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	fail_splits_of_tasks_that_ask(false);
+	TEST_ASSERT(!WIFSIGNALED(status),
+		    "the host's fault did not end within 60 s (signal %d)", WTERMSIG(status));
+	TEST_ASSERT(WEXITSTATUS(status) != 2, "the host read the page, no split failed");
+	TEST_ASSERT_EQ(WEXITSTATUS(status), 0);
+
+	read_fdinfo(self->fd, &after);
+	TEST_ASSERT(!strcmp(before.text, after.text),
+		    "the failed fault changed the file:\n%s\nexpected:\n%s",
+		    after.text, before.text);
+	/* Without injection, the same fault maps the page. */
+	TEST_ASSERT_EQ(READ_ONCE(*page), 0);
 }
 
 TEST_HARNESS_MAIN

@@ -24,6 +24,8 @@ unsigned long read_sysfs_ulong(const char *path);
 void read_hugetlb_pools(struct hugetlb_pools *pools);
 void assert_hugetlb_pools(const struct hugetlb_pools *before,
 			  unsigned int page_shift, long dfree, long dresv);
+void wait_hugetlb_pools(const struct hugetlb_pools *before,
+			unsigned int page_shift, long dfree, long dresv);
 unsigned long hugetlb_pool_free_pages(unsigned int page_shift);
 
 int __gmem_create_huge(struct kvm_vm *vm, u64 size, u64 flags, u8 size_log2);

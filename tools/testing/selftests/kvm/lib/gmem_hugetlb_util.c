@@ -4,6 +4,7 @@
  */
 #include <dirent.h>
 #include <stdio.h>
+#include <unistd.h>
 
 #include "gmem_hugetlb_util.h"
 #include "test_util.h"
@@ -54,6 +55,41 @@ void read_hugetlb_pools(struct hugetlb_pools *pools)
  * Every pool is as in @before, but the pool of @page_shift pages, whose free
  * and reserved counts moved by @dfree and @dresv.
  */
+static bool hugetlb_pools_moved(const struct hugetlb_pools *before,
+				unsigned int page_shift, long dfree, long dresv)
+{
+	struct hugetlb_pools now;
+	int i;
+
+	read_hugetlb_pools(&now);
+	if (now.nr != before->nr)
+		return false;
+	for (i = 0; i < now.nr; i++) {
+		const struct hugetlb_pool *a = &now.pool[i], *b = &before->pool[i];
+		bool this_size = a->kb << 10 == 1ul << page_shift;
+
+		if (a->kb != b->kb || a->surplus != b->surplus ||
+		    a->free != b->free + (this_size ? dfree : 0) ||
+		    a->resv != b->resv + (this_size ? dresv : 0))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * assert_hugetlb_pools(), once the pools got there: a page that leaves a
+ * file later (a blocked merge retried, an orphan released) takes a moment.
+ */
+void wait_hugetlb_pools(const struct hugetlb_pools *before,
+			unsigned int page_shift, long dfree, long dresv)
+{
+	int tries = 100;
+
+	while (!hugetlb_pools_moved(before, page_shift, dfree, dresv) && --tries)
+		usleep(20 * 1000);
+	assert_hugetlb_pools(before, page_shift, dfree, dresv);
+}
+
 void assert_hugetlb_pools(const struct hugetlb_pools *before,
 			  unsigned int page_shift, long dfree, long dresv)
 {
