@@ -248,9 +248,14 @@ static int __init fail_gmem_split_debugfs(void)
 }
 late_initcall(fail_gmem_split_debugfs);
 
+/*
+ * Only when asked for: should_fail() also counts towards a task's fail-nth,
+ * which tests use to fail allocations one by one, and this is none.
+ */
 static bool gmem_split_should_fail(void)
 {
-	return should_fail(&fail_gmem_split, 1);
+	return READ_ONCE(fail_gmem_split.probability) &&
+	       should_fail(&fail_gmem_split, 1);
 }
 #else
 static inline bool gmem_split_should_fail(void)
@@ -474,12 +479,14 @@ EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_folio_hwpoisoned);
 /*
  * Make the frozen pages from @head one hugetlb folio again, HVO re-applied if
  * the split undid it; it is left frozen. HVO moves the head struct page, so it
- * needs the references frozen, and it allocates: the caller keeps lookups out
- * (guest_memfd's invalidate lock), or the folio is in no page cache.
+ * needs the references frozen; whatever it allocates was allocated before
+ * they were (@vmemmap_head, from hugetlb_vmemmap_prepare_optimize()), so that
+ * nobody waits on the frozen folio for an allocation (and its reclaim).
  */
 static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
 				       const struct gmem_split_record *rec,
-				       struct address_space *mapping, pgoff_t index)
+				       struct address_space *mapping, pgoff_t index,
+				       struct page *vmemmap_head)
 {
 	unsigned int order = huge_page_order(h);
 	struct folio *folio;
@@ -507,9 +514,11 @@ static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
 		folio_set_hugetlb_raw_hwp_unreliable(folio);
 		pr_warn("guest_memfd: huge page at pfn %#lx has a poisoned page: kept out of use\n",
 			page_to_pfn(head));
+		if (vmemmap_head)
+			__free_page(vmemmap_head);
 	} else {
 		/* Also if a split that failed had restored it. */
-		hugetlb_vmemmap_optimize_folio(h, folio);
+		hugetlb_vmemmap_optimize_prepared(h, folio, vmemmap_head);
 	}
 
 	/*
@@ -522,6 +531,61 @@ static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
 	list_add(&folio->lru, &h->hugepage_activelist);
 	spin_unlock_irq(&hugetlb_lock);
 	return folio;
+}
+
+/*
+ * Make the pieces of the block of @order at @index one folio: a hugetlb folio
+ * with @rec's contents, or an ordinary folio if @rec is NULL.
+ */
+static int gmem_merge_pieces(struct gmem_hugetlb *gh, struct address_space *mapping,
+			     pgoff_t index, unsigned int order,
+			     struct gmem_split_record *rec)
+{
+	struct page *head, *vmemmap_head = NULL;
+	struct folio *folio;
+
+	folio = filemap_get_folio(mapping, index);
+	if (IS_ERR(folio))
+		return -ENOENT;
+	head = folio_file_page(folio, index);
+	folio_put(folio);
+
+	if (gmem_pages_hwpoisoned(head, order))
+		return -EHWPOISON;
+	if (rec)
+		vmemmap_head = hugetlb_vmemmap_prepare_optimize(gh->h,
+								(struct folio *)head);
+	if (!gmem_freeze_pieces(head, order, mapping, index)) {
+		if (vmemmap_head)
+			__free_page(vmemmap_head);
+		return -EAGAIN;
+	}
+
+	if (rec) {
+		gmem_make_hugetlb(gh->h, head, rec, mapping, index, vmemmap_head);
+		xa_erase(&gh->split, gmem_huge_index(gh, index));
+		kfree(rec);
+	} else {
+		gmem_reset_pages(head, 1UL << order);
+		gmem_prep_folio(head, order, mapping, index);
+	}
+	gmem_store_pieces(mapping, head, order, index);
+	return 0;
+}
+
+/* The order of the folio that holds @index, or -ENOENT. */
+static int gmem_folio_order_at(struct address_space *mapping, pgoff_t index,
+			       bool *hugetlb)
+{
+	struct folio *folio = filemap_get_folio(mapping, index);
+	int order;
+
+	if (IS_ERR(folio))
+		return -ENOENT;
+	order = folio_order(folio);
+	*hugetlb = folio_test_hugetlb(folio);
+	folio_put(folio);
+	return order;
 }
 
 /**
@@ -549,22 +613,17 @@ int gmem_hugetlb_merge(struct gmem_hugetlb *gh, struct address_space *mapping,
 {
 	unsigned int huge_order = huge_page_order(gh->h);
 	struct gmem_split_record *rec = NULL;
-	struct folio *folio;
-	struct page *head;
-	bool done;
+	bool hugetlb;
+	int old;
 
 	if (order > huge_order || !IS_ALIGNED(index, 1UL << order))
 		return -EINVAL;
 
-	folio = filemap_get_folio(mapping, index);
-	if (IS_ERR(folio))
-		return -ENOENT;
-	head = folio_file_page(folio, index);
+	old = gmem_folio_order_at(mapping, index, &hugetlb);
+	if (old < 0)
+		return old;
 	/* Already one folio: whole, or inside a larger piece, or the piece. */
-	done = folio_test_hugetlb(folio) || folio_order(folio) > order ||
-	       (folio_order(folio) == order && order < huge_order);
-	folio_put(folio);
-	if (done)
+	if (hugetlb || old > order || (old == order && order < huge_order))
 		return 0;
 
 	if (order == huge_order) {
@@ -572,24 +631,45 @@ int gmem_hugetlb_merge(struct gmem_hugetlb *gh, struct address_space *mapping,
 		if (WARN_ON_ONCE(!rec))
 			return -EINVAL;
 	}
-
-	if (gmem_pages_hwpoisoned(head, order))
-		return -EHWPOISON;
-	if (!gmem_freeze_pieces(head, order, mapping, index))
-		return -EAGAIN;
-
-	if (rec) {
-		folio = gmem_make_hugetlb(gh->h, head, rec, mapping, index);
-		xa_erase(&gh->split, gmem_huge_index(gh, index));
-		kfree(rec);
-	} else {
-		gmem_reset_pages(head, 1UL << order);
-		folio = gmem_prep_folio(head, order, mapping, index);
-	}
-	gmem_store_pieces(mapping, head, order, index);
-	return 0;
+	return gmem_merge_pieces(gh, mapping, index, order, rec);
 }
 EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_merge);
+
+/**
+ * gmem_hugetlb_join() - Make a split huge page of a hugetlb-backed guest_memfd
+ *			 one ordinary folio of its size.
+ * @gh: the file's hugetlb backing.
+ * @mapping: the file's page cache.
+ * @index: the first page of the huge page.
+ *
+ * The shape of a huge page that is all shared (see gmem_hugetlb_split() with
+ * the folio's own order): its pieces become one folio the host can map, and
+ * the huge page stays split as far as hugetlb is concerned. The pieces must
+ * be neither mapped into userspace nor referenced other than by the page
+ * cache.
+ *
+ * Return: 0 if the huge page is one ordinary folio now (also if it already
+ * was), -EAGAIN, -EHWPOISON, -ENOENT or -EINVAL as for gmem_hugetlb_merge().
+ */
+int gmem_hugetlb_join(struct gmem_hugetlb *gh, struct address_space *mapping,
+		      pgoff_t index)
+{
+	unsigned int huge_order = huge_page_order(gh->h);
+	bool hugetlb;
+	int old;
+
+	if (!IS_ALIGNED(index, 1UL << huge_order) ||
+	    !xa_load(&gh->split, gmem_huge_index(gh, index)))
+		return -EINVAL;
+
+	old = gmem_folio_order_at(mapping, index, &hugetlb);
+	if (old < 0)
+		return old;
+	if (old == huge_order)
+		return 0;
+	return gmem_merge_pieces(gh, mapping, index, huge_order, NULL);
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_join);
 
 /**
  * gmem_hugetlb_is_split() - Whether the huge page holding an index is split.
@@ -642,12 +722,18 @@ static DECLARE_DELAYED_WORK(gmem_orphans_work, gmem_free_orphans);
 /* Free @rec's huge page to the pool if nothing but its own refs hold it. */
 static bool gmem_free_orphan(struct gmem_split_record *rec)
 {
+	struct page *vmemmap_head;
 	struct folio *folio;
 
-	if (!gmem_freeze_pieces(rec->head, huge_page_order(rec->h), NULL, 0))
+	vmemmap_head = hugetlb_vmemmap_prepare_optimize(rec->h,
+							(struct folio *)rec->head);
+	if (!gmem_freeze_pieces(rec->head, huge_page_order(rec->h), NULL, 0)) {
+		if (vmemmap_head)
+			__free_page(vmemmap_head);
 		return false;
+	}
 
-	folio = gmem_make_hugetlb(rec->h, rec->head, rec, NULL, 0);
+	folio = gmem_make_hugetlb(rec->h, rec->head, rec, NULL, 0, vmemmap_head);
 	folio_ref_unfreeze(folio, 1);
 	folio_put(folio);
 	return true;

@@ -35,6 +35,8 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 		       unsigned int new_order, const unsigned long *fine);
 int gmem_hugetlb_merge(struct gmem_hugetlb *gh, struct address_space *mapping,
 		       pgoff_t index, unsigned int order);
+int gmem_hugetlb_join(struct gmem_hugetlb *gh, struct address_space *mapping,
+		      pgoff_t index);
 bool gmem_hugetlb_is_split(struct gmem_hugetlb *gh, pgoff_t index);
 unsigned long gmem_hugetlb_split_stats(struct gmem_hugetlb *gh,
 				       unsigned long *vmemmap_bytes);
@@ -90,6 +92,12 @@ static inline int gmem_hugetlb_split(struct gmem_hugetlb *gh,
 static inline int gmem_hugetlb_merge(struct gmem_hugetlb *gh,
 				     struct address_space *mapping,
 				     pgoff_t index, unsigned int order)
+{
+	return -EINVAL;
+}
+
+static inline int gmem_hugetlb_join(struct gmem_hugetlb *gh,
+				    struct address_space *mapping, pgoff_t index)
 {
 	return -EINVAL;
 }

@@ -705,6 +705,133 @@ TEST_F(conv, host_references_block_private)
 	close(pipefd[1]);
 }
 
+/* The FilePmdMapped of the host's mapping at @addr, in kB, from smaps. */
+static u64 smaps_file_pmd_mapped_kb(void *addr)
+{
+	unsigned long start, end;
+	bool in_vma = false;
+	u64 kb = -1ull;
+	char line[256];
+	FILE *f;
+
+	f = fopen("/proc/self/smaps", "r");
+	TEST_ASSERT(f, "fopen(/proc/self/smaps)");
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%lx-%lx ", &start, &end) == 2)
+			in_vma = start == (unsigned long)addr;
+		else if (in_vma && sscanf(line, "FilePmdMapped: %lu kB", &kb) == 1)
+			break;
+	}
+	fclose(f);
+	TEST_ASSERT(kb != -1ull, "no FilePmdMapped for %p in smaps", addr);
+	return kb;
+}
+
+/* A mapping of the file's first 2M at a 2M-aligned address. */
+static u64 *map_first_block_aligned(int fd)
+{
+	char *area = mmap(NULL, 2 * SZ_2M, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *aligned = (char *)(((unsigned long)area + SZ_2M - 1) & ~(SZ_2M - 1ul));
+	void *p;
+
+	TEST_ASSERT(area != MAP_FAILED, "mmap() failed, errno %d", errno);
+	p = mmap(aligned, SZ_2M, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+	TEST_ASSERT(p == aligned, "mmap() of the file failed, errno %d", errno);
+	if (aligned > area)
+		munmap(area, aligned - area);
+	munmap(aligned + SZ_2M, area + SZ_2M - aligned);
+	return p;
+}
+
+/*
+ * The host maps with PTEs by default (the mapping is VM_NOHUGEPAGE); with
+ * MADV_HUGEPAGE, a 2M block that is one shared folio is mapped with one PMD.
+ * Converting a page of it to private zaps the PMD first, then splits the
+ * folio: the host keeps its bytes in the rest of the block, at 4K.
+ */
+TEST_F(conv, madv_hugepage_maps_shared_blocks_with_pmds)
+{
+	u64 last = SZ_2M - PAGE_SIZE, page = SZ_1M;
+	u64 *block;
+
+	if (variant->page_shift == 12)
+		SKIP(return, "order-0 file: no 2M folio to map");
+
+	/* The fixture turned THP off for the whole process. */
+	TEST_ASSERT_EQ(prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0), 0);
+	convert(self->fd, 0, SZ_2M, 0);
+
+	block = map_first_block_aligned(self->fd);
+	block[0] = page_tag(0, 11);
+	TEST_ASSERT_EQ(smaps_file_pmd_mapped_kb(block), 0);
+	munmap(block, SZ_2M);
+
+	block = map_first_block_aligned(self->fd);
+	TEST_ASSERT_EQ(madvise(block, SZ_2M, MADV_HUGEPAGE), 0);
+	TEST_ASSERT_EQ(block[0], page_tag(0, 11));
+	TEST_ASSERT_EQ(smaps_file_pmd_mapped_kb(block), 2048);
+	block[last / sizeof(u64)] = page_tag(last, 11);
+	block[page / sizeof(u64)] = page_tag(page, 11);
+
+	convert(self->fd, page, PAGE_SIZE, PRIVATE);
+	TEST_ASSERT_EQ(smaps_file_pmd_mapped_kb(block), 0);
+	TEST_ASSERT(host_read_faults(&block[page / sizeof(u64)]),
+		    "the host read a page converted to private");
+	TEST_ASSERT_EQ(block[0], page_tag(0, 11));
+	TEST_ASSERT_EQ(block[last / sizeof(u64)], page_tag(last, 11));
+	TEST_ASSERT_EQ(smaps_file_pmd_mapped_kb(block), 0);
+	guest_do(self->vcpu, OP_CHECK, page, PAGE_SIZE, 11);
+	munmap(block, SZ_2M);
+}
+
+/*
+ * A conversion that fails changes nothing, folio shapes included.  The first
+ * 4M are shared: 2M folios (one ordinary folio per 2M page; 2M pieces of a 1G
+ * page), but the second 2M block, split to 4K around a private page, with a
+ * page pinned.  A conversion to private of pages on both sides of the block
+ * boundary splits the first block, then fails on the pinned page (EAGAIN):
+ * the first block is one folio again.  fdinfo is the same before and after,
+ * and the host still reads what it wrote.  Before the fix the block stayed
+ * split.
+ */
+TEST_F(conv, failed_conversion_keeps_shapes)
+{
+	u64 boundary = SZ_2M, pinned = SZ_2M + 2 * PAGE_SIZE;
+	struct iovec iov = { .iov_base = host_page(self, pinned), .iov_len = PAGE_SIZE };
+	struct kvm_memory_attributes2 args = {
+		.offset = boundary - PAGE_SIZE, .size = 4 * PAGE_SIZE,
+		.attributes = PRIVATE,
+	};
+	struct gmem_fdinfo before, after;
+	char buf[PAGE_SIZE];
+	int pipefd[2];
+
+	convert(self->fd, 0, SZ_4M, 0);
+	*host_page(self, boundary - PAGE_SIZE) = page_tag(boundary - PAGE_SIZE, 10);
+	*host_page(self, pinned) = page_tag(pinned, 10);
+	convert(self->fd, boundary, PAGE_SIZE, PRIVATE);
+	TEST_ASSERT_EQ(pipe(pipefd), 0);
+	TEST_ASSERT_EQ(vmsplice(pipefd[1], &iov, 1, 0), PAGE_SIZE);
+	read_gmem_fdinfo(self->fd, &before);
+
+	TEST_ASSERT(__convert(self->fd, &args) && errno == EAGAIN,
+		    "converting a pinned page: expected EAGAIN, errno %d", errno);
+	TEST_ASSERT_EQ(args.error_offset, pinned);
+	read_gmem_fdinfo(self->fd, &after);
+	TEST_ASSERT(!memcmp(&before, &after, sizeof(before)),
+		    "a failed conversion changed the file: folio orders \"%s\" -> \"%s\", split huge pages %lu -> %lu",
+		    before.folio_orders, after.folio_orders,
+		    before.split_huge_pages, after.split_huge_pages);
+	TEST_ASSERT_EQ(*host_page(self, boundary - PAGE_SIZE),
+		       page_tag(boundary - PAGE_SIZE, 10));
+	TEST_ASSERT_EQ(*host_page(self, pinned), page_tag(pinned, 10));
+
+	TEST_ASSERT_EQ(read(pipefd[0], buf, sizeof(buf)), PAGE_SIZE);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	convert(self->fd, 0, self->size, PRIVATE);
+}
+
 /*
  * Punch hole and close merge a split huge page before they free it, so that it
  * goes back to the pool whole.  A piece still pinned a second later leaves

@@ -256,6 +256,18 @@ static const char *sites_missing(struct sites *s, const char * const *fns,
 	return NULL;
 }
 
+/* The first site whose stack has @fn, or NULL. */
+static const char *sites_with(struct sites *s, const char *fn)
+{
+	int i;
+
+	for (i = 0; i < s->nr; i++) {
+		if (strstr(s->site[i].stack, fn))
+			return s->site[i].where;
+	}
+	return NULL;
+}
+
 /* The whole of /proc/self/fdinfo/@fd, guest_memfd's lines included. */
 struct fdinfo {
 	char text[1024];
@@ -417,6 +429,16 @@ static int page_to_private(FIXTURE_DATA(inject) * self)
 	return convert(self->fd, 3 * PAGE_SIZE, PAGE_SIZE, PRIVATE);
 }
 
+/*
+ * Pages at the end of one huge page and the start of the next made private,
+ * from all shared: both huge pages split, the second may fail after the first
+ * did (a 1G file has one huge page: the range is inside it).
+ */
+static int range_to_private(FIXTURE_DATA(inject) * self)
+{
+	return convert(self->fd, SZ_2M - PAGE_SIZE, 2 * PAGE_SIZE, PRIVATE);
+}
+
 static void hole(FIXTURE_DATA(inject) * self)
 {
 	must_fallocate(self->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
@@ -573,8 +595,8 @@ static void run_ops_once(FIXTURE_DATA(inject) * self, const struct op *ops,
  * next (a slab that needs a new page allocates it, a debug kernel's kmemleak
  * and KASAN allocate along), so one pass may step over a site.
  */
-static void run_ops(FIXTURE_DATA(inject) * self, const struct op *ops, int nr_ops,
-		    const char * const *expected, int nr_expected)
+static struct sites run_ops(FIXTURE_DATA(inject) * self, const struct op *ops,
+			    int nr_ops, const char * const *expected, int nr_expected)
 {
 	struct sites sites = {};
 	const char *missing;
@@ -588,6 +610,7 @@ static void run_ops(FIXTURE_DATA(inject) * self, const struct op *ops, int nr_op
 		ksft_print_msg("no failure injected into %s yet: again\n", missing);
 	}
 	TEST_ASSERT(!missing, "no injected failure had %s on its stack", missing);
+	return sites;
 }
 
 /*
@@ -602,16 +625,28 @@ TEST_F_TIMEOUT(inject, conversions, 900)
 		{ "2M block to shared", all_private, block_to_shared },
 		{ "page to private", all_shared, page_to_private },
 		{ "page back to private", one_page_shared, page_to_private },
+		{ "range to private", all_shared, range_to_private },
 	};
 	static const char * const expected[] = {
 		"kvm_gmem_prepare_attributes", "gmem_hugetlb_split",
 		"xas_split_alloc", "vmemmap",
 	};
 
+	struct sites sites;
+	const char *frozen;
+
 	all_shared(self);
 	tag_pages(self, false);
 
-	run_ops(self, ops, ARRAY_SIZE(ops), expected, ARRAY_SIZE(expected));
+	sites = run_ops(self, ops, ARRAY_SIZE(ops), expected, ARRAY_SIZE(expected));
+
+	/*
+	 * A merge re-applies HVO with the pieces' references frozen, while
+	 * lookups wait: what that allocates is allocated before the freeze,
+	 * so no failure is injected into HVO itself.
+	 */
+	frozen = sites_with(&sites, "hugetlb_vmemmap_optimize_folio");
+	TEST_ASSERT(!frozen, "an allocation with references frozen: %s", frozen);
 
 	all_shared(self);
 	tag_pages(self, true);
