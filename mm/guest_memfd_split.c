@@ -301,6 +301,7 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	bool optimized;
 	int r;
 
+	lockdep_assert_held(&mapping->invalidate_lock);
 	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
 	if (new_order > order || (new_order == order && !hugetlb))
 		return -EINVAL;
@@ -616,6 +617,7 @@ int gmem_hugetlb_merge(struct gmem_hugetlb *gh, struct address_space *mapping,
 	bool hugetlb;
 	int old;
 
+	lockdep_assert_held(&mapping->invalidate_lock);
 	if (order > huge_order || !IS_ALIGNED(index, 1UL << order))
 		return -EINVAL;
 
@@ -658,6 +660,7 @@ int gmem_hugetlb_join(struct gmem_hugetlb *gh, struct address_space *mapping,
 	bool hugetlb;
 	int old;
 
+	lockdep_assert_held(&mapping->invalidate_lock);
 	if (!IS_ALIGNED(index, 1UL << huge_order) ||
 	    !xa_load(&gh->split, gmem_huge_index(gh, index)))
 		return -EINVAL;
@@ -787,6 +790,7 @@ int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 	struct folio *folio;
 	struct page *head;
 
+	lockdep_assert_held_write(&mapping->invalidate_lock);
 	rec = xa_load(&gh->split, gmem_huge_index(gh, index));
 	if (WARN_ON_ONCE(!rec))
 		return -EINVAL;

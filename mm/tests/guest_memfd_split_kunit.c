@@ -79,13 +79,23 @@ static void split_test_init(struct kunit *test, struct split_test *t)
 	expect_pool(test, t, -1, 0);
 }
 
+/* Split and merge hold the invalidate lock, as guest_memfd does. */
+static int merge_at(struct split_test *t, pgoff_t index, unsigned int order)
+{
+	int r;
+
+	filemap_invalidate_lock(t->mapping);
+	r = gmem_hugetlb_merge(t->gh, t->mapping, index, order);
+	filemap_invalidate_unlock(t->mapping);
+	return r;
+}
+
 /* Merge whatever is left, take the huge page out, and close the file. */
 static void split_test_exit(struct kunit *test, struct split_test *t)
 {
 	struct folio *folio;
 
-	KUNIT_EXPECT_EQ(test, gmem_hugetlb_merge(t->gh, t->mapping, 0,
-						 huge_page_order(t->h)), 0);
+	KUNIT_EXPECT_EQ(test, merge_at(t, 0, huge_page_order(t->h)), 0);
 	folio = filemap_lock_folio(t->mapping, 0);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
 	KUNIT_EXPECT_TRUE(test, folio_test_hugetlb(folio));
@@ -141,16 +151,21 @@ static void expect_orders(struct kunit *test, struct split_test *t,
 static int split_at(struct split_test *t, pgoff_t index, unsigned int order,
 		    const unsigned long *fine)
 {
-	struct folio *folio = filemap_lock_folio(t->mapping, index);
+	struct folio *folio;
 	int r;
 
-	if (IS_ERR(folio))
+	filemap_invalidate_lock(t->mapping);
+	folio = filemap_lock_folio(t->mapping, index);
+	if (IS_ERR(folio)) {
+		filemap_invalidate_unlock(t->mapping);
 		return PTR_ERR(folio);
+	}
 	r = gmem_hugetlb_split(t->gh, folio, order, fine);
 	if (r) {
 		folio_unlock(folio);
 		folio_put(folio);
 	}
+	filemap_invalidate_unlock(t->mapping);
 	return r;
 }
 
@@ -200,23 +215,21 @@ static void gmem_split_every_granularity(struct kunit *test)
 		/* A 2M piece further, on its own; and its block back. */
 		KUNIT_ASSERT_EQ(test, split_at(&t, 5 << 9, 0, NULL), 0);
 		expect_orders(test, &t, "9:510 0:1024 ");
-		KUNIT_EXPECT_EQ(test, gmem_hugetlb_merge(t.gh, t.mapping, 5 << 9, 9), 0);
+		KUNIT_EXPECT_EQ(test, merge_at(&t, 5 << 9, 9), 0);
 		expect_orders(test, &t, "9:511 0:512 ");
-		KUNIT_EXPECT_EQ(test, gmem_hugetlb_merge(t.gh, t.mapping, 1000 & ~511UL, 9), 0);
+		KUNIT_EXPECT_EQ(test, merge_at(&t, 1000 & ~511UL, 9), 0);
 		expect_orders(test, &t, "9:512 ");
 	}
 
 	/* The whole huge page: one hugetlb folio again, HVO and all. */
-	KUNIT_EXPECT_EQ(test, gmem_hugetlb_merge(t.gh, t.mapping, 0,
-						 huge_page_order(t.h)), 0);
+	KUNIT_EXPECT_EQ(test, merge_at(&t, 0, huge_page_order(t.h)), 0);
 	expect_orders(test, &t, expected);
 	KUNIT_EXPECT_FALSE(test, gmem_hugetlb_is_split(t.gh, 0));
 	KUNIT_EXPECT_TRUE(test, whole_and_optimized(&t));
 	expect_pool(test, &t, -1, 0);
 
 	/* A merge of what is whole already does nothing. */
-	KUNIT_EXPECT_EQ(test, gmem_hugetlb_merge(t.gh, t.mapping, 0,
-						 huge_page_order(t.h)), 0);
+	KUNIT_EXPECT_EQ(test, merge_at(&t, 0, huge_page_order(t.h)), 0);
 
 	/* An ordinary folio of the huge page's order (all shared), and back. */
 	KUNIT_ASSERT_EQ(test, split_at(&t, 0, huge_page_order(t.h), NULL), 0);
@@ -248,8 +261,7 @@ static void gmem_split_merge_blocked_by_references(struct kunit *test)
 	KUNIT_ASSERT_EQ(test, split_at(&t, 0, 0, NULL), 0);
 	extra = filemap_get_folio(t.mapping, 7);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(extra));
-	KUNIT_EXPECT_EQ(test, gmem_hugetlb_merge(t.gh, t.mapping, 0,
-						 huge_page_order(t.h)), -EAGAIN);
+	KUNIT_EXPECT_EQ(test, merge_at(&t, 0, huge_page_order(t.h)), -EAGAIN);
 	KUNIT_EXPECT_TRUE(test, gmem_hugetlb_is_split(t.gh, 0));
 	folio = filemap_get_folio(t.mapping, 0);
 	KUNIT_ASSERT_FALSE(test, IS_ERR(folio));
@@ -259,9 +271,8 @@ static void gmem_split_merge_blocked_by_references(struct kunit *test)
 	expect_pool(test, &t, -1, 0);
 
 	/* Bad requests: an order above the huge page's, a misaligned index. */
-	KUNIT_EXPECT_EQ(test, gmem_hugetlb_merge(t.gh, t.mapping, 0,
-						 huge_page_order(t.h) + 1), -EINVAL);
-	KUNIT_EXPECT_EQ(test, gmem_hugetlb_merge(t.gh, t.mapping, 1, 9), -EINVAL);
+	KUNIT_EXPECT_EQ(test, merge_at(&t, 0, huge_page_order(t.h) + 1), -EINVAL);
+	KUNIT_EXPECT_EQ(test, merge_at(&t, 1, 9), -EINVAL);
 	split_test_exit(test, &t);
 }
 

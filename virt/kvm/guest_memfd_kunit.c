@@ -36,6 +36,9 @@ static void range_test_init(struct kunit *test, struct range_test *t,
 	t->gi->shareability.ranges = RB_ROOT;
 	t->inode = &t->gi->vfs_inode;
 	t->inode->i_size = (loff_t)nr << PAGE_SHIFT;
+	/* Updates assert the invalidate lock, as conversions hold it. */
+	address_space_init_once(&t->inode->i_data);
+	t->inode->i_mapping = &t->inode->i_data;
 	t->nr = nr;
 
 	KUNIT_ASSERT_EQ(test, kvm_gmem_init_shareability(t->inode, flags), 0);
@@ -117,18 +120,23 @@ static void set_attrs(struct kunit *test, struct range_test *t, pgoff_t start,
 		      pgoff_t end, unsigned long attrs)
 {
 	struct gmem_range_update u;
+	bool has;
+	int r;
 
-	KUNIT_ASSERT_EQ(test, kvm_gmem_prepare_attributes(t->inode, &u, start,
-							  end, attrs), 0);
-	kvm_gmem_apply_attributes(t->inode, &u);
+	filemap_invalidate_lock(t->inode->i_mapping);
+	r = kvm_gmem_prepare_attributes(t->inode, &u, start, end, attrs);
+	if (!r)
+		kvm_gmem_apply_attributes(t->inode, &u);
+	has = !r && kvm_gmem_range_has_attributes(t->inode, start, end, attrs);
+	filemap_invalidate_unlock(t->inode->i_mapping);
+	KUNIT_ASSERT_EQ(test, r, 0);
 
 	if (attrs == PRIVATE)
 		bitmap_set(t->private, start, end - start);
 	else
 		bitmap_clear(t->private, start, end - start);
 
-	KUNIT_EXPECT_TRUE(test, kvm_gmem_range_has_attributes(t->inode, start,
-							      end, attrs));
+	KUNIT_EXPECT_TRUE(test, has);
 	expect_ranges(test, t);
 }
 
@@ -228,12 +236,16 @@ static void expect_aborted_update(struct kunit *test, struct range_test *t,
 				  pgoff_t first, pgoff_t last)
 {
 	struct gmem_range_update u;
+	int r;
 
-	KUNIT_ASSERT_EQ(test, kvm_gmem_prepare_attributes(t->inode, &u, start, end, attrs),
-			0);
+	filemap_invalidate_lock(t->inode->i_mapping);
+	r = kvm_gmem_prepare_attributes(t->inode, &u, start, end, attrs);
+	if (!r)
+		kvm_gmem_abort_attributes(&u);
+	filemap_invalidate_unlock(t->inode->i_mapping);
+	KUNIT_ASSERT_EQ(test, r, 0);
 	KUNIT_EXPECT_EQ(test, u.first, first);
 	KUNIT_EXPECT_EQ(test, u.last, last);
-	kvm_gmem_abort_attributes(&u);
 	expect_ranges(test, t);
 }
 
