@@ -38,6 +38,7 @@ static void range_test_init(struct kunit *test, struct range_test *t,
 	t->inode->i_size = (loff_t)nr << PAGE_SHIFT;
 	/* Updates assert the invalidate lock, as conversions hold it. */
 	address_space_init_once(&t->inode->i_data);
+	init_rwsem(&t->inode->i_data.invalidate_lock);
 	t->inode->i_mapping = &t->inode->i_data;
 	t->nr = nr;
 
