@@ -9,7 +9,9 @@ rc=0
 files=$(git ls-files -co --exclude-standard -- '*.c' '*.h')
 # shellcheck disable=SC2086
 perl "$cp" --no-tree --strict --terse -f $files || rc=1
-# The exported series (make series): commit messages and every hunk.
+# The exported series (make series): commit messages and every hunk, from
+# the kernel tree, where the commits that Fixes: tags name are.
+cd "$top/build/linux-7.3"
 for p in "$top"/build/series/*.patch; do
 	[ -f "$p" ] || continue
 	perl "$cp" --no-tree --strict --terse "$p" || rc=1

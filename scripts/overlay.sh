@@ -60,6 +60,7 @@ rm -f "$index"
 git_tree read-tree v7.3
 
 commit=$(git_tree rev-parse v7.3)
+: >"$work/subjects"
 i=0
 for p in ${patches[@]+"${patches[@]}"}; do
 	i=$((i + 1))
@@ -82,16 +83,28 @@ for p in ${patches[@]+"${patches[@]}"}; do
 		git_tree update-index --add --cacheinfo "$mode_bits,$blob,$f"
 	done
 	t=$(git_tree write-tree)
+	# A "Fixes: <id> (\"<subject>\")" line names a commit of this chain by
+	# its subject: its id is the one that commit has in this overlay, since
+	# any change to an earlier patch changes the ids after it.
 	{
 		echo "$subject"
 		echo
-		{ grep -v '^Overlay:' "$work/msg" || true; } | cat -s
+		{ grep -v '^Overlay:' "$work/msg" || true; } | cat -s |
+			awk -v subjects="$work/subjects" '
+			     BEGIN { while ((getline l < subjects) > 0) {
+					t = index(l, "\t"); id[substr(l, t + 1)] = substr(l, 1, t - 1) } }
+			     /^Fixes: [0-9a-f]+ \("/ {
+				s = $0; sub(/^Fixes: [0-9a-f]+ \("/, "", s); sub(/"\)$/, "", s)
+				if (s in id) { print "Fixes: " id[s] " (\"" s "\")"; next }
+			     }
+			     { print }'
 	} >"$work/commitmsg"
 	# Fixed dates: the same overlay gives the same commit ids.
 	commit=$(GIT_AUTHOR_NAME=$author GIT_AUTHOR_EMAIL=$email GIT_COMMITTER_NAME=$author \
 		GIT_COMMITTER_EMAIL=$email GIT_AUTHOR_DATE="2026-01-01T00:00:00Z" \
 		GIT_COMMITTER_DATE="2026-01-01T00:00:00Z" \
 		git_tree commit-tree "$t" -p "$commit" -F "$work/commitmsg")
+	printf '%s\t%s\n' "$(git_tree rev-parse --short=12 "$commit")" "$subject" >>"$work/subjects"
 done
 unset GIT_INDEX_FILE
 

@@ -819,7 +819,7 @@ TEST_F(conv, failed_conversion_keeps_shapes)
 	TEST_ASSERT_EQ(args.error_offset, pinned);
 	read_gmem_fdinfo(self->fd, &after);
 	TEST_ASSERT(!memcmp(&before, &after, sizeof(before)),
-		    "a failed conversion changed the file: folio orders \"%s\" -> \"%s\", split huge pages %lu -> %lu",
+		    "a failed conversion changed folio orders \"%s\" -> \"%s\", splits %lu -> %lu",
 		    before.folio_orders, after.folio_orders,
 		    before.split_huge_pages, after.split_huge_pages);
 	TEST_ASSERT_EQ(*host_page(self, boundary - PAGE_SIZE),
@@ -954,9 +954,10 @@ TEST_F_TIMEOUT(conv, punched_pinned_page_refills_from_pool, GUEST_TEST_TIMEOUT)
 /*
  * The same with every page of the file allocated and no page left in the
  * pool to reserve in the orphan's place (another file reserved them all): the
- * file is a page short, as a hugetlbfs file without a reservation would be.  A touch of the punched range gets
- * the host SIGBUS and the vCPU ENOSPC with a memory-fault exit at its gpa, at
- * once, until a page is free again (the orphan released): then it is filled.
+ * file is a page short, as a hugetlbfs file without a reservation would be.
+ * A touch of the punched range gets the host SIGBUS and the vCPU ENOSPC with a
+ * memory-fault exit at its gpa, at once, until a page is free again (the
+ * orphan released): then it is filled.
  */
 TEST_F_TIMEOUT(conv, punched_pinned_page_without_free_page, GUEST_TEST_TIMEOUT)
 {
