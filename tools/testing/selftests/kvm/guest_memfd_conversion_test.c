@@ -38,6 +38,13 @@
 #define DATA_GPA	SZ_4G
 #define PRIVATE		KVM_MEMORY_ATTRIBUTE_PRIVATE
 
+/*
+ * Every test's time limit: touching 1 GiB page by page takes a while under
+ * emulation, and on the debug kernel (KASAN, single-threaded TCG) even a VM's
+ * setup and teardown can outlast the harness's default of 30 s.
+ */
+#define GUEST_TEST_TIMEOUT	300
+
 /* What the guest does when it is next run: one command over a range. */
 enum guest_op {
 	OP_NOP,
@@ -384,7 +391,7 @@ static u64 middle_offset(u64 file_size, u64 page_size)
  * the host reads what the guest wrote; converted back, the guest reads what
  * the host wrote.  Nothing outside the range changes.
  */
-TEST_F(conv, contents_survive_conversion)
+TEST_F_TIMEOUT(conv, contents_survive_conversion, GUEST_TEST_TIMEOUT)
 {
 	u64 npages = self->size / PAGE_SIZE, off;
 	u64 start = middle_offset(self->size, self->page_size), len = 5 * PAGE_SIZE;
@@ -424,7 +431,7 @@ TEST_F(conv, contents_survive_conversion)
  * (before the fix, the stale MMIO SPTE made every run exit, asking for a
  * conversion to shared the guest never requested).
  */
-TEST_F(conv, memslot_comes_back_private)
+TEST_F_TIMEOUT(conv, memslot_comes_back_private, GUEST_TEST_TIMEOUT)
 {
 	struct kvm_run *run = self->vcpu->run;
 	struct ucall uc;
@@ -458,7 +465,7 @@ TEST_F(conv, memslot_comes_back_private)
  * the first and last page, adjacent and overlapping ones, and of the whole
  * file split and merge them, and fdinfo counts them exactly.
  */
-TEST_F(conv, shareability_ranges_split_and_merge)
+TEST_F_TIMEOUT(conv, shareability_ranges_split_and_merge, GUEST_TEST_TIMEOUT)
 {
 	const u64 n = self->size / PAGE_SIZE, last = (n - 1) * PAGE_SIZE;
 	const u64 pg = PAGE_SIZE;
@@ -484,8 +491,6 @@ TEST_F(conv, shareability_ranges_split_and_merge)
 	assert_shareability(self->fd, n, 0, 1);
 }
 
-/* Touching 1 GiB page by page takes a while under emulation. */
-#define GUEST_TEST_TIMEOUT	300
 
 /*
  * The folios of a huge-page file, by order from the largest ("9:3 0:512 "),
@@ -597,7 +602,7 @@ static void assert_convert_errno(int fd, const struct hugetlb_pools *pools,
 }
 
 /* Each bad request fails with EINVAL and changes nothing. */
-TEST_F(conv, bad_requests_change_nothing)
+TEST_F_TIMEOUT(conv, bad_requests_change_nothing, GUEST_TEST_TIMEOUT)
 {
 	const u64 size = self->size, start = middle_offset(self->size, self->page_size);
 	const struct kvm_memory_attributes2 good = {
@@ -657,7 +662,7 @@ TEST_F(conv, bad_requests_change_nothing)
  * fail with EAGAIN and error_offset at that page, changing nothing, until the
  * pipe lets go; the huge page is whole again once it is all private.
  */
-TEST_F(conv, host_references_block_private)
+TEST_F_TIMEOUT(conv, host_references_block_private, GUEST_TEST_TIMEOUT)
 {
 	u64 start = middle_offset(self->size, self->page_size), pinned = start + 2 * PAGE_SIZE;
 	u64 npages = self->size / PAGE_SIZE;
@@ -749,7 +754,7 @@ static u64 *map_first_block_aligned(int fd)
  * Converting a page of it to private zaps the PMD first, then splits the
  * folio: the host keeps its bytes in the rest of the block, at 4K.
  */
-TEST_F(conv, madv_hugepage_maps_shared_blocks_with_pmds)
+TEST_F_TIMEOUT(conv, madv_hugepage_maps_shared_blocks_with_pmds, GUEST_TEST_TIMEOUT)
 {
 	u64 last = SZ_2M - PAGE_SIZE, page = SZ_1M;
 	u64 *block;
@@ -794,7 +799,7 @@ TEST_F(conv, madv_hugepage_maps_shared_blocks_with_pmds)
  * and the host still reads what it wrote.  Before the fix the block stayed
  * split.
  */
-TEST_F(conv, failed_conversion_keeps_shapes)
+TEST_F_TIMEOUT(conv, failed_conversion_keeps_shapes, GUEST_TEST_TIMEOUT)
 {
 	u64 boundary = SZ_2M, pinned = SZ_2M + 2 * PAGE_SIZE;
 	struct iovec iov = { .iov_base = host_page(self, pinned), .iov_len = PAGE_SIZE };
