@@ -491,7 +491,6 @@ TEST_F_TIMEOUT(conv, shareability_ranges_split_and_merge, GUEST_TEST_TIMEOUT)
 	assert_shareability(self->fd, n, 0, 1);
 }
 
-
 /*
  * The folios of a huge-page file, by order from the largest ("9:3 0:512 "),
  * the huge pages split and the struct page memory their splits restored: a
@@ -838,6 +837,24 @@ TEST_F_TIMEOUT(conv, failed_conversion_keeps_shapes, GUEST_TEST_TIMEOUT)
 }
 
 /*
+ * Make the page at @page shared, write @tag to it from the host, pin it in a
+ * new pipe (@pipefd) and punch the huge page that holds it (the whole file
+ * for an order-0 file).
+ */
+static void punch_pinned_page(FIXTURE_DATA(conv) * self, u64 page, u64 unit,
+			      u64 tag, int pipefd[2])
+{
+	struct iovec iov = { .iov_base = host_page(self, page), .iov_len = PAGE_SIZE };
+
+	convert(self->fd, page, PAGE_SIZE, 0);
+	*host_page(self, page) = page_tag(page, tag);
+	TEST_ASSERT_EQ(pipe(pipefd), 0);
+	TEST_ASSERT_EQ(vmsplice(pipefd[1], &iov, 1, 0), PAGE_SIZE);
+	TEST_ASSERT_EQ(fallocate(self->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				 round_down(page, unit), unit), 0);
+}
+
+/*
  * Punch hole and close merge a split huge page before they free it, so that it
  * goes back to the pool whole.  A piece still pinned a second later leaves
  * the file anyway, and the huge page goes back to the pool once the pin is
@@ -847,7 +864,6 @@ TEST_F_TIMEOUT(conv, pinned_page_outlives_punch_hole, GUEST_TEST_TIMEOUT)
 {
 	u64 page = middle_offset(self->size, self->page_size);
 	u64 unit = variant->page_shift > 12 ? self->page_size : self->size;
-	struct iovec iov = { .iov_base = host_page(self, page), .iov_len = PAGE_SIZE };
 	bool huge = variant->page_shift > 12;
 	struct hugetlb_pools start;
 	struct gmem_fdinfo info;
@@ -855,13 +871,7 @@ TEST_F_TIMEOUT(conv, pinned_page_outlives_punch_hole, GUEST_TEST_TIMEOUT)
 	int pipefd[2];
 
 	read_hugetlb_pools(&start);
-	convert(self->fd, page, PAGE_SIZE, 0);
-	*host_page(self, page) = page_tag(page, 4);
-	TEST_ASSERT_EQ(pipe(pipefd), 0);
-	TEST_ASSERT_EQ(vmsplice(pipefd[1], &iov, 1, 0), PAGE_SIZE);
-
-	TEST_ASSERT_EQ(fallocate(self->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				 round_down(page, unit), unit), 0);
+	punch_pinned_page(self, page, unit, 4, pipefd);
 	read_gmem_fdinfo(self->fd, &info);
 	TEST_ASSERT_EQ(info.huge_folios, 0);
 	TEST_ASSERT_EQ(info.split_huge_pages, 0);
@@ -922,19 +932,13 @@ TEST_F_TIMEOUT(conv, punched_pinned_page_refills_from_pool, GUEST_TEST_TIMEOUT)
 {
 	u64 page = middle_offset(self->size, self->page_size);
 	u64 unit = variant->page_shift > 12 ? self->page_size : self->size;
-	struct iovec iov = { .iov_base = host_page(self, page), .iov_len = PAGE_SIZE };
 	unsigned int shift = variant->page_shift;
 	struct hugetlb_pools start;
 	char buf[PAGE_SIZE];
 	int pipefd[2];
 
 	read_hugetlb_pools(&start);
-	convert(self->fd, page, PAGE_SIZE, 0);
-	*host_page(self, page) = page_tag(page, 8);
-	TEST_ASSERT_EQ(pipe(pipefd), 0);
-	TEST_ASSERT_EQ(vmsplice(pipefd[1], &iov, 1, 0), PAGE_SIZE);
-	TEST_ASSERT_EQ(fallocate(self->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				 round_down(page, unit), unit), 0);
+	punch_pinned_page(self, page, unit, 8, pipefd);
 
 	/*
 	 * Filled again from the pool, zeroed, for the host and the guest: the
@@ -967,7 +971,6 @@ TEST_F_TIMEOUT(conv, punched_pinned_page_refills_from_pool, GUEST_TEST_TIMEOUT)
 TEST_F_TIMEOUT(conv, punched_pinned_page_without_free_page, GUEST_TEST_TIMEOUT)
 {
 	u64 page = middle_offset(self->size, self->page_size);
-	struct iovec iov = { .iov_base = host_page(self, page), .iov_len = PAGE_SIZE };
 	unsigned int shift = variant->page_shift;
 	struct kvm_run *run = self->vcpu->run;
 	struct hugetlb_pools start;
@@ -989,12 +992,7 @@ TEST_F_TIMEOUT(conv, punched_pinned_page_without_free_page, GUEST_TEST_TIMEOUT)
 	}
 	TEST_ASSERT_EQ(hugetlb_pool_free_pages(shift), 0);
 
-	convert(self->fd, page, PAGE_SIZE, 0);
-	*host_page(self, page) = page_tag(page, 9);
-	TEST_ASSERT_EQ(pipe(pipefd), 0);
-	TEST_ASSERT_EQ(vmsplice(pipefd[1], &iov, 1, 0), PAGE_SIZE);
-	TEST_ASSERT_EQ(fallocate(self->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-				 round_down(page, self->page_size), self->page_size), 0);
+	punch_pinned_page(self, page, self->page_size, 9, pipefd);
 	assert_hugetlb_pools(&start, shift, 0, spare);
 
 	TEST_ASSERT_EQ(host_read_in_child(host_page(self, page), 0), 1);
