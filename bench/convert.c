@@ -116,13 +116,12 @@ static void guest_touch(struct vm_ctx *c, u64 offset, u64 size, u64 stride)
 
 static void convert(struct vm_ctx *c, u64 offset, u64 size, u64 attributes)
 {
-	struct kvm_memory_attributes2 args = {
-		.offset = offset, .size = size, .attributes = attributes,
-	};
 	int r;
 
+	/* A vCPU's fault in flight holds a page for a moment: retry. */
 	do {
-		r = ioctl(c->fd, KVM_SET_MEMORY_ATTRIBUTES2, &args);
+		r = __gmem_set_memory_attributes(c->fd, offset, size,
+						 attributes, NULL);
 	} while (r && errno == EAGAIN);
 	TEST_ASSERT(!r, "KVM_SET_MEMORY_ATTRIBUTES2 failed, errno %d", errno);
 }

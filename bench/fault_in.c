@@ -226,7 +226,9 @@ static void fault_in(const struct backing *b, u64 size, int nr_vcpus,
 			    b->name, errno);
 		vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD,
 					   DATA_GPA, size, NULL, fd, 0);
-		vm_mem_set_private(vm, DATA_GPA, size);
+		/* A file that converts in place is private already. */
+		if (!kvm_has_gmem_attributes)
+			vm_mem_set_private(vm, DATA_GPA, size);
 	} else {
 		vm_userspace_mem_region_add(vm, b->src, DATA_GPA, DATA_SLOT,
 					    size / PAGE_SIZE, 0);

@@ -21,6 +21,15 @@
  * The pool counters (free, reserved, surplus) therefore stay exact at every
  * step, as they do for a hugetlbfs file with a min_size mount.
  *
+ * The hugetlb cgroup controller is charged as for a hugetlbfs file: the
+ * creating task's cgroup is charged the whole file's reservation
+ * (hugetlb.<size>.rsvd) at creation, which fails with -ENOMEM over the limit,
+ * and given it back when the file goes; each huge page is charged to the
+ * allocating task's cgroup (hugetlb.<size>.current) when it is allocated,
+ * which fails with -ENOSPC over the limit, and uncharged when it is freed.
+ * A split huge page stays charged: its record keeps the charge until the
+ * merge puts it back on the folio, which free_huge_folio() uncharges.
+ *
  * Folios are zeroed when they leave the pool, before they are added to the
  * file, so nobody sees what a previous user left in them. They are not
  * touched page by page afterwards, so HVO (the freed vmemmap of their tail
@@ -30,6 +39,7 @@
 #include <linux/export.h>
 #include <linux/guest_memfd.h>
 #include <linux/hugetlb.h>
+#include <linux/hugetlb_cgroup.h>
 #include <linux/kvm_types.h>
 #include <linux/mempolicy.h>
 #include <linux/pagemap.h>
@@ -74,17 +84,27 @@ u64 gmem_hugetlb_supported_sizes(void)
 }
 EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_supported_sizes);
 
+/* Give back the reservation charge gmem_hugetlb_create() took. */
+static void gmem_hugetlb_uncharge_rsvd(struct gmem_hugetlb *gh)
+{
+	hugetlb_cgroup_uncharge_cgroup_rsvd(hstate_index(gh->h),
+					    gh->nr_pages * pages_per_huge_page(gh->h),
+					    gh->rsvd_cgroup);
+}
+
 /**
  * gmem_hugetlb_create() - Reserve the huge pages of a new guest_memfd file.
  * @size_log2: log2 of the huge page size in bytes.
  * @size: the file's size in bytes.
  *
  * Reserves size / 2^@size_log2 pages of the pool in a subpool that belongs to
- * the file. Nothing is allocated yet.
+ * the file, and charges them to the hugetlb cgroup of the current task as a
+ * reservation. Nothing is allocated yet.
  *
  * Return: the file's hugetlb backing, ERR_PTR(-EINVAL) if there is no pool of
  * that size or @size is not a multiple of it, ERR_PTR(-ENOMEM) if the pool
- * cannot reserve the whole file (the pool is then left as it was).
+ * cannot reserve the whole file or the cgroup's reservation limit does not
+ * allow it (the pool and the cgroup are then left as they were).
  */
 struct gmem_hugetlb *gmem_hugetlb_create(unsigned int size_log2, loff_t size)
 {
@@ -101,13 +121,23 @@ struct gmem_hugetlb *gmem_hugetlb_create(unsigned int size_log2, loff_t size)
 		return ERR_PTR(-ENOMEM);
 
 	gh->h = h;
+	gh->nr_pages = nr_pages;
 	xa_init(&gh->split);
+	if (hugetlb_cgroup_charge_cgroup_rsvd(hstate_index(h),
+					      nr_pages * pages_per_huge_page(h),
+					      &gh->rsvd_cgroup))
+		goto err_free;
+
 	gh->spool = hugepage_new_subpool(h, nr_pages, nr_pages);
-	if (!gh->spool) {
-		kfree(gh);
-		return ERR_PTR(-ENOMEM);
-	}
+	if (!gh->spool)
+		goto err_uncharge;
 	return gh;
+
+err_uncharge:
+	gmem_hugetlb_uncharge_rsvd(gh);
+err_free:
+	kfree(gh);
+	return ERR_PTR(-ENOMEM);
 }
 EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_create);
 
@@ -126,6 +156,7 @@ void gmem_hugetlb_destroy(struct gmem_hugetlb *gh)
 		return;
 	gmem_split_destroy(gh);
 	hugepage_put_subpool(gh->spool);
+	gmem_hugetlb_uncharge_rsvd(gh);
 	kfree(gh);
 }
 EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_destroy);
@@ -158,9 +189,16 @@ static gfp_t gmem_hugetlb_gfp(struct hstate *h)
 VISIBLE_IF_KUNIT struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh,
 							int nid, nodemask_t *nodemask)
 {
+	unsigned long nr_base = pages_per_huge_page(gh->h);
+	int idx = hstate_index(gh->h);
+	struct hugetlb_cgroup *h_cg;
 	struct hstate *h = gh->h;
 	struct folio *folio;
 	int ret;
+
+	/* Over the cgroup's limit: -ENOSPC, as alloc_hugetlb_folio() says it. */
+	if (hugetlb_cgroup_charge_cgroup(idx, nr_base, &h_cg))
+		return ERR_PTR(-ENOSPC);
 
 	/*
 	 * Beyond the file's size: -ENOMEM. No page to reserve: -ENOSPC, as
@@ -169,7 +207,7 @@ VISIBLE_IF_KUNIT struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh,
 	 */
 	ret = hugepage_subpool_reserve_page(gh->spool);
 	if (ret)
-		return ERR_PTR(ret);
+		goto err_uncharge;
 
 	/*
 	 * The reservation is not per node: a 'bind' policy may allow only
@@ -178,13 +216,21 @@ VISIBLE_IF_KUNIT struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh,
 	folio = alloc_hugetlb_folio_reserve(h, nid, nodemask, gmem_hugetlb_gfp(h));
 	if (!folio) {
 		hugepage_subpool_unreserve_page(gh->spool);
-		return ERR_PTR(-ENOSPC);
+		ret = -ENOSPC;
+		goto err_uncharge;
 	}
 	hugetlb_set_folio_subpool(folio, gh->spool);
+	spin_lock_irq(&hugetlb_lock);
+	hugetlb_cgroup_commit_charge(idx, nr_base, h_cg, folio);
+	spin_unlock_irq(&hugetlb_lock);
 
 	folio_zero_user(folio, 0);
 	__folio_mark_uptodate(folio);
 	return folio;
+
+err_uncharge:
+	hugetlb_cgroup_uncharge_cgroup(idx, nr_base, h_cg);
+	return ERR_PTR(ret);
 }
 EXPORT_SYMBOL_IF_KUNIT(gmem_hugetlb_alloc_folio);
 

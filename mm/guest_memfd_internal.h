@@ -11,11 +11,15 @@
 
 struct hstate;
 struct hugepage_subpool;
+struct hugetlb_cgroup;
 
 /* The hugetlb backing of one guest_memfd inode. */
 struct gmem_hugetlb {
 	struct hstate *h;
 	struct hugepage_subpool *spool;
+	/* Huge pages in the file: its reservation, and the cgroup charged it. */
+	long nr_pages;
+	struct hugetlb_cgroup *rsvd_cgroup;
 	/*
 	 * The huge pages that are split, by huge page index: what their
 	 * hugetlb folio held that the pieces cannot (struct gmem_split_record).

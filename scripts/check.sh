@@ -20,28 +20,57 @@ filter=${T:-}
 list=$top/tests.list
 scale=${TIMEOUT_SCALE:-1}
 
-# Guest time budget: every test's own timeout, plus boot and KUnit.
-budget=240
-while read -r name tmo _; do
-	case "$name" in ''|'#'*) continue ;; esac
+# Boots: a "@boot ARGS" line of tests.list starts the tests that run in a
+# boot of their own, with ARGS on the kernel command line (tests before the
+# first such line run in the first boot). The KUnit suites run in the first
+# boot. Each boot's time budget: its tests' own timeouts, plus boot and KUnit.
+seen=-1
+boot_args=() budgets=() ntests=()
+while read -r name tmo rest; do
+	case "$name" in
+	@boot) seen=$((seen + 1)); boot_args[seen]=$tmo${rest:+ $rest}; continue ;;
+	''|'#'*) continue ;;
+	esac
 	[ -n "$filter" ] && case "$name" in $filter) ;; *) continue ;; esac
-	budget=$((budget + tmo * scale))
+	b=$((seen < 0 ? 0 : seen))
+	budgets[b]=$((${budgets[b]:-240} + tmo * scale))
+	ntests[b]=$((${ntests[b]:-0} + 1))
 done <"$list"
+nboots=$((seen < 0 ? 1 : seen + 1))
 
-budget=${CHECK_TIMEOUT:-$budget}
-
-extra=
-[ -n "$filter" ] && extra="kunit.filter_glob=$filter"
-echo "check: booting ${KERNEL:-the test kernel} ($(cat "$top/build/kernelrelease" 2>/dev/null)); guest time limit ${budget}s"
-OUT=$out TIMEOUT=$budget CMDLINE_EXTRA=$extra "$top/scripts/vm-run.sh" \
-	"sh scripts/guest/run-tests.sh tests.list build/selftests /mnt/out '$filter' $scale"
-vm_rc=$?
+rm -rf "$out"
+mkdir -p "$out/tests"
+: >"$out/results"
+: >"$out/console.log"
+vm_rc=0
+for ((b = 0; b < nboots; b++)); do
+	# The first boot always runs, for KUnit; the others only with tests.
+	[ $b -gt 0 ] && [ "${ntests[b]:-0}" -eq 0 ] && continue
+	extra=${boot_args[b]:-}
+	if [ $b -gt 0 ]; then
+		extra+=" kunit.enable=0"
+	elif [ -n "$filter" ]; then
+		extra+=" kunit.filter_glob=$filter"
+	fi
+	budget=${CHECK_TIMEOUT:-${budgets[b]:-240}}
+	bout=$out/boot$b
+	echo "check: boot $b: booting ${KERNEL:-the test kernel} ($(cat "$top/build/kernelrelease" 2>/dev/null)) with '$extra'; guest time limit ${budget}s"
+	OUT=$bout TIMEOUT=$budget CMDLINE_EXTRA=$extra "$top/scripts/vm-run.sh" \
+		"sh scripts/guest/run-tests.sh tests.list build/selftests /mnt/out '$filter' $scale $b" ||
+		vm_rc=$?
+	cat "$bout/results" >>"$out/results" 2>/dev/null
+	cp "$bout"/tests/*.log "$out/tests/" 2>/dev/null
+	if [ -f "$bout/kmemleak.txt" ]; then
+		cat "$bout/kmemleak.txt" >>"$out/kmemleak.txt"
+	fi
+	{ echo "=== check: boot $b ($extra)"; cat "$bout/console.log" 2>/dev/null; } >>"$out/console.log"
+done
 
 pass=() fail=() skip=()
 
 # Selftests: one result line each; a test with no line did not get to run.
 while read -r name _; do
-	case "$name" in ''|'#'*) continue ;; esac
+	case "$name" in ''|'#'*|@boot) continue ;; esac
 	[ -n "$filter" ] && case "$name" in $filter) ;; *) continue ;; esac
 	line=$(grep -E "^(pass|fail|skip) $name( |\$)" "$out/results" 2>/dev/null | head -n 1)
 	# A binary that passes may still have skipped some of its cases (TAP
@@ -57,11 +86,11 @@ while read -r name _; do
 	esac
 done <"$list"
 
-# KUnit: every test case of every suite in the boot log.
+# KUnit: every test case of every suite in the first boot's log.
 log=$out/console.log
-if [ -s "$log" ]; then
+if [ -s "$out/boot0/console.log" ]; then
 	python3 "$tree/tools/testing/kunit/kunit.py" parse --json="$out/kunit.json" \
-		<"$log" >"$out/kunit.txt" 2>&1
+		<"$out/boot0/console.log" >"$out/kunit.txt" 2>&1
 	while IFS=$'\t' read -r status name; do
 		case "$status" in
 		PASS) pass+=("kunit:$name") ;;
@@ -83,7 +112,7 @@ for suite in root.get("sub_groups", []):
     walk(suite, f"{suite['name']}.")
 PY
 )
-	if [ -z "$filter" ] && ! grep -q 'KTAP version' "$log"; then
+	if [ -z "$filter" ] && ! grep -q 'KTAP version' "$out/boot0/console.log"; then
 		fail+=("kunit: no KTAP output in the boot log")
 	fi
 fi

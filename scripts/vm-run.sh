@@ -13,7 +13,8 @@
 #
 # Environment: KERNEL (bzImage), SHARE, OUT, TIMEOUT (default 900), MEM (12G,
 # in G), SMP (2), NUMA_NODES (2), HUGEPAGES_2M (600), HUGEPAGES_1G (4),
-# ACCEL (tcg,thread=multi), CMDLINE_EXTRA (appended to the command line).
+# ACCEL (tcg,thread=multi), CMDLINE_EXTRA (appended to the command line,
+# after kvm.gmem_in_place_conversion=1).
 set -euo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -73,6 +74,9 @@ per_node_pages() { # COUNT -> "0:a,1:b,..." over the nodes, or COUNT
 append="console=ttyS0 panic=-1 oops=panic log_buf_len=16M"
 append+=" default_hugepagesz=2M hugepagesz=2M hugepages=$(per_node_pages "${HUGEPAGES_2M:-600}")"
 append+=" hugepagesz=1G hugepages=$(per_node_pages "${HUGEPAGES_1G:-4}")"
+# guest_memfd converts in place (KVM_SET_MEMORY_ATTRIBUTES2), as our tests and
+# benchmarks need; CMDLINE_EXTRA can turn it off (the last setting wins).
+append+=" kvm.gmem_in_place_conversion=1"
 append+=" ${CMDLINE_EXTRA:-}"
 
 rc=0

@@ -3,10 +3,13 @@
 # matches the T pattern) with its own timeout. Writes one line per test to
 # $OUT/results ("pass NAME", "fail NAME why" or "skip NAME why") and each
 # test's output to $OUT/tests/NAME.log; prints progress on the console.
-# Usage: run-tests.sh LIST BINDIR OUT [T] [TIMEOUT_SCALE]
+# Usage: run-tests.sh LIST BINDIR OUT [T] [TIMEOUT_SCALE] [BOOT]
+# BOOT (default 0) picks the tests after the BOOT-th "@boot" line of LIST
+# (counting from 0; tests before the first one belong to boot 0): those that
+# need this boot's kernel command line.
 # With kmemleak (the debug kernel), a scan after the tests goes to
 # $OUT/kmemleak.txt.
-list=$1 bindir=$2 out=$3 filter=${4:-} scale=${5:-1}
+list=$1 bindir=$2 out=$3 filter=${4:-} scale=${5:-1} boot=${6:-0}
 
 mkdir -p "$out/tests"
 : >"$out/results"
@@ -32,7 +35,13 @@ dump_stacks() { # BIN
 	echo w >/proc/sysrq-trigger 2>/dev/null
 }
 
+seen=-1
 grep -v '^[[:space:]]*\(#\|$\)' "$list" | while read -r name tmo bin args; do
+	if [ "$name" = @boot ]; then
+		seen=$((seen + 1))
+		continue
+	fi
+	[ "$boot" -eq "$(( seen < 0 ? 0 : seen ))" ] || continue
 	if [ -n "$filter" ]; then
 		case "$name" in $filter) ;; *) continue ;; esac
 	fi

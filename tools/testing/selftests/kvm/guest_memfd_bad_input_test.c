@@ -62,8 +62,6 @@ static const struct bad_input bad_inputs[] = {
 	{ "create: negative size", CREATE, EINVAL, .size = 1ull << 63, .flags = MMAP },
 	{ "create: flag bit 2 (NO_DIRECT_MAP)", CREATE, EINVAL, .size = SZ_2M, .flags = BIT(2) },
 	{ "create: flag bit 63", CREATE, EINVAL, .size = SZ_2M, .flags = BIT_ULL(63) },
-	{ "create: INIT_SHARED in a VM with private memory", CREATE, EINVAL,
-	  .size = SZ_2M, .flags = MMAP | GUEST_MEMFD_FLAG_INIT_SHARED },
 	{ "create: HUGE_PAGES without a size", CREATE, EINVAL, .size = SZ_2M, .flags = HUGE },
 	{ "create: a size without HUGE_PAGES", CREATE, EINVAL, .size = SZ_2M, .log2 = 21 },
 	{ "create: 4K huge pages", CREATE, EINVAL, .size = SZ_2M, .flags = HUGE, .log2 = 12 },

@@ -14,17 +14,24 @@
  * private fail with EAGAIN at that page, and the hugetlb pools are exact
  * after every test.
  */
+#include <assert.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
+#include <linux/falloc.h>
 #include <linux/sizes.h>
 
 #include "gmem_hugetlb_util.h"
@@ -183,6 +190,7 @@ static void read_gmem_fdinfo(int fd, struct gmem_fdinfo *info)
 	TEST_ASSERT_EQ(found, ARRAY_SIZE(fields));
 }
 
+/* A request with every field given (bad ones included). */
 static int __convert(int fd, struct kvm_memory_attributes2 *args)
 {
 	return ioctl(fd, KVM_SET_MEMORY_ATTRIBUTES2, args);
@@ -190,14 +198,14 @@ static int __convert(int fd, struct kvm_memory_attributes2 *args)
 
 static void convert(int fd, u64 offset, u64 size, u64 attributes)
 {
-	struct kvm_memory_attributes2 args = {
-		.offset = offset, .size = size, .attributes = attributes,
-	};
 	int r;
 
 	/* A fault in flight holds an order-0 page for a moment: retry. */
 	do {
-		r = __convert(fd, &args);
+		if (attributes & PRIVATE)
+			r = __gmem_set_private(fd, offset, size, NULL);
+		else
+			r = __gmem_set_shared(fd, offset, size, NULL);
 	} while (r && errno == EAGAIN);
 	TEST_ASSERT(!r, "converting [%#lx, +%#lx) to %s failed, errno %d",
 		    offset, size, attributes ? "private" : "shared", errno);
@@ -230,42 +238,108 @@ static bool vm_type_supported(unsigned long vm_type)
 	return kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(vm_type);
 }
 
+static void assert_shareability(int fd, u64 private_pages, u64 shared_pages,
+				u64 ranges);
+
+/* The ABI is mainline's: a binary built against its header talks to ours. */
+static_assert(KVM_SET_MEMORY_ATTRIBUTES2 ==
+	      _IOWR(KVMIO, 0xd2, struct kvm_memory_attributes2));
+static_assert(sizeof(struct kvm_memory_attributes2) == 16 * sizeof(__u64));
+static_assert(offsetof(struct kvm_memory_attributes2, address) == 0 &&
+	      offsetof(struct kvm_memory_attributes2, offset) == 0 &&
+	      offsetof(struct kvm_memory_attributes2, error_offset) == 32);
+static_assert(KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES == 252);
+static_assert(KVM_CAP_GUEST_MEMFD_HUGE_PAGE_SIZES == 253);
+
+/* kvm.gmem_in_place_conversion, which the test VM's command line sets. */
+static bool gmem_in_place_conversion(void)
+{
+	char c = 'N';
+	FILE *f = fopen("/sys/module/kvm/parameters/gmem_in_place_conversion", "r");
+
+	TEST_ASSERT(f, "no kvm.gmem_in_place_conversion parameter");
+	TEST_ASSERT_EQ(fread(&c, 1, 1, f), 1);
+	fclose(f);
+	return c == 'Y';
+}
+
 /*
- * In-place conversion is offered to software-protected VMs, whose private
- * memory is plain memory, for files the host can map.
+ * Which attributes a VM takes, and where: with kvm.gmem_in_place_conversion,
+ * a software-protected VM converts its guest_memfd files in place (files the
+ * host can map; they may start shared) and refuses the VM-wide ioctl, which
+ * would otherwise be a silent no-op; without it, the VM-wide attributes are
+ * the only ones, as before in-place conversion.  A default VM never converts.
  */
 TEST(conversion_support)
 {
-	struct kvm_memory_attributes2 args = { .size = PAGE_SIZE };
-	const struct vm_shape protected = {
-		.mode = VM_MODE_DEFAULT,
-		.type = KVM_X86_SW_PROTECTED_VM,
-	};
+	struct kvm_memory_attributes vm_attrs = { .size = PAGE_SIZE };
+	bool in_place = gmem_in_place_conversion();
 	struct kvm_vm *vm;
 	int fd;
 
 	TEST_REQUIRE(vm_type_supported(KVM_X86_SW_PROTECTED_VM));
-	TEST_ASSERT_EQ(kvm_check_cap(KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES), 0);
+	TEST_ASSERT_EQ(kvm_check_cap(KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES),
+		       in_place ? PRIVATE : 0);
+	TEST_ASSERT_EQ(kvm_has_gmem_attributes, in_place);
 
 	vm = vm_create_barebones();
 	TEST_ASSERT_EQ(vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES), 0);
 	fd = vm_create_guest_memfd(vm, SZ_2M, GUEST_MEMFD_FLAG_MMAP |
 				   GUEST_MEMFD_FLAG_INIT_SHARED);
-	TEST_ASSERT(__convert(fd, &args) && errno == EOPNOTSUPP,
+	TEST_ASSERT(__gmem_set_private(fd, 0, PAGE_SIZE, NULL) && errno == EOPNOTSUPP,
 		    "a default VM's guest_memfd must not convert, errno %d", errno);
 	close(fd);
 	kvm_vm_free(vm);
 
-	vm = vm_create_barebones_type(protected.type);
+	vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
 	TEST_ASSERT_EQ(vm_check_cap(vm, KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES),
-		       PRIVATE);
+		       in_place ? PRIVATE : 0);
+	TEST_ASSERT_EQ(vm_check_cap(vm, KVM_CAP_MEMORY_ATTRIBUTES),
+		       in_place ? 0 : PRIVATE);
+
+	/* VM-wide attributes: the only ones, or refused whatever they are. */
+	for (vm_attrs.attributes = 0; vm_attrs.attributes <= PRIVATE;
+	     vm_attrs.attributes += PRIVATE) {
+		int r = __vm_ioctl(vm, KVM_SET_MEMORY_ATTRIBUTES, &vm_attrs);
+
+		if (in_place)
+			TEST_ASSERT(r == -1 && errno == EINVAL,
+				    "KVM_SET_MEMORY_ATTRIBUTES %#llx: %d, errno %d",
+				    vm_attrs.attributes, r, errno);
+		else
+			TEST_ASSERT_EQ(r, 0);
+	}
+
+	/* INIT_SHARED: only where the file keeps the shareability. */
+	fd = __vm_create_guest_memfd(vm, SZ_2M, GUEST_MEMFD_FLAG_MMAP |
+				     GUEST_MEMFD_FLAG_INIT_SHARED);
+	if (in_place) {
+		TEST_ASSERT(fd >= 0, "INIT_SHARED refused, errno %d", errno);
+		assert_shareability(fd, 0, SZ_2M / PAGE_SIZE, 1);
+		gmem_set_private(fd, 0, SZ_2M);
+		assert_shareability(fd, SZ_2M / PAGE_SIZE, 0, 1);
+		close(fd);
+	} else {
+		TEST_ASSERT(fd == -1 && errno == EINVAL,
+			    "INIT_SHARED without in-place conversion: %d, errno %d",
+			    fd, errno);
+	}
+
 	/* Without GUEST_MEMFD_FLAG_MMAP, shared memory lives elsewhere. */
 	fd = vm_create_guest_memfd(vm, SZ_2M, 0);
-	TEST_ASSERT(__convert(fd, &args) && errno == EOPNOTSUPP,
+	TEST_ASSERT(__gmem_set_shared(fd, 0, PAGE_SIZE, NULL) && errno == EOPNOTSUPP,
 		    "a guest_memfd without mmap must not convert, errno %d", errno);
 	close(fd);
+
 	fd = vm_create_guest_memfd(vm, SZ_2M, GUEST_MEMFD_FLAG_MMAP);
-	TEST_ASSERT_EQ(__convert(fd, &args), 0);
+	if (in_place) {
+		gmem_set_shared(fd, 0, PAGE_SIZE);
+		assert_shareability(fd, SZ_2M / PAGE_SIZE - 1, 1, 2);
+	} else {
+		TEST_ASSERT(__gmem_set_shared(fd, 0, PAGE_SIZE, NULL) &&
+			    errno == EOPNOTSUPP,
+			    "converted without in-place conversion, errno %d", errno);
+	}
 	close(fd);
 	kvm_vm_free(vm);
 }
@@ -664,10 +738,7 @@ TEST_F_TIMEOUT(conv, bad_requests_change_nothing, GUEST_TEST_TIMEOUT)
 TEST_F_TIMEOUT(conv, host_references_block_private, GUEST_TEST_TIMEOUT)
 {
 	u64 start = middle_offset(self->size, self->page_size), pinned = start + 2 * PAGE_SIZE;
-	u64 npages = self->size / PAGE_SIZE;
-	struct kvm_memory_attributes2 args = {
-		.offset = start, .size = 5 * PAGE_SIZE, .attributes = PRIVATE,
-	};
+	u64 npages = self->size / PAGE_SIZE, error_offset;
 	struct iovec iov = { .iov_len = PAGE_SIZE };
 	char buf[PAGE_SIZE];
 	int pipefd[2];
@@ -685,16 +756,29 @@ TEST_F_TIMEOUT(conv, host_references_block_private, GUEST_TEST_TIMEOUT)
 	TEST_ASSERT(r == PAGE_SIZE, "vmsplice() of a shared page: %zd, errno %d",
 		    r, errno);
 
-	args.error_offset = -1ull;
-	TEST_ASSERT(__convert(self->fd, &args) && errno == EAGAIN,
+	error_offset = -1ull;
+	TEST_ASSERT(__gmem_set_private(self->fd, start, 5 * PAGE_SIZE, &error_offset) &&
+		    errno == EAGAIN,
 		    "converting a pinned page: expected EAGAIN, errno %d", errno);
-	TEST_ASSERT_EQ(args.error_offset, pinned);
+	TEST_ASSERT_EQ(error_offset, pinned);
 	assert_shareability(self->fd, npages - 1, 1, 3);
 	TEST_ASSERT_EQ(*host_page(self, pinned), page_tag(pinned, 3));
 
-	/* Reading the pipe drops the pin; then the conversion goes through. */
+	/* Reading the pipe drops the pin. */
 	TEST_ASSERT_EQ(read(pipefd[0], buf, sizeof(buf)), PAGE_SIZE);
 	TEST_ASSERT_EQ(*(u64 *)buf, page_tag(pinned, 3));
+
+	/* A long-term pin (GUP_TEST, as mainline's tests pin) blocks it too. */
+	pin_pages(host_page(self, pinned), PAGE_SIZE);
+	error_offset = -1ull;
+	TEST_ASSERT(__gmem_set_private(self->fd, start, 5 * PAGE_SIZE, &error_offset) &&
+		    errno == EAGAIN,
+		    "converting a long-term pinned page: expected EAGAIN, errno %d", errno);
+	TEST_ASSERT_EQ(error_offset, pinned);
+	assert_shareability(self->fd, npages - 1, 1, 3);
+	unpin_pages();
+
+	/* Without the pins, the conversion goes through. */
 	convert(self->fd, start, 5 * PAGE_SIZE, PRIVATE);
 	assert_shareability(self->fd, npages, 0, 1);
 	TEST_ASSERT(host_read_faults(host_page(self, pinned)),
@@ -1291,6 +1375,157 @@ TEST_F_TIMEOUT(conv, poisoned_private_page_of_whole_huge_page, GUEST_TEST_TIMEOU
 
 	assert_guest_gets_hwpoison(self, page);
 	close_with_poisoned_page(self);
+}
+
+#define CGROUP_ROOT	"/sys/fs/cgroup"
+#define CGROUP_TEST	CGROUP_ROOT "/gmem_hugetlb_test"
+
+static void cgroup_write(const char *file, const char *fmt, ...)
+{
+	char path[PATH_MAX], buf[64];
+	va_list ap;
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s", file);
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fd = open(path, O_WRONLY);
+	TEST_ASSERT(fd >= 0, "open(%s), errno %d", path, errno);
+	TEST_ASSERT(write(fd, buf, n) == n, "writing '%s' to %s, errno %d", buf, path, errno);
+	close(fd);
+}
+
+/* hugetlb.2MB.<name> of the test's cgroup, in 2M pages. */
+static u64 cgroup_2m_pages(const char *name)
+{
+	char path[PATH_MAX];
+
+	snprintf(path, sizeof(path), CGROUP_TEST "/hugetlb.2MB.%s", name);
+	return read_sysfs_ulong(path) / SZ_2M;
+}
+
+static void assert_cgroup_2m(u64 rsvd, u64 current)
+{
+	TEST_ASSERT(cgroup_2m_pages("rsvd.current") == rsvd &&
+		    cgroup_2m_pages("current") == current,
+		    "hugetlb cgroup: %lu reserved, %lu used 2M pages; expected %lu, %lu",
+		    cgroup_2m_pages("rsvd.current"), cgroup_2m_pages("current"),
+		    rsvd, current);
+}
+
+/* A cgroup v2 hierarchy with the hugetlb controller, and a child for the test. */
+FIXTURE(conv_cgroup) {
+	struct kvm_vm *vm;
+	struct hugetlb_pools pools_before;
+};
+
+FIXTURE_SETUP(conv_cgroup)
+{
+	char controllers[256] = "";
+	FILE *f;
+
+	TEST_REQUIRE(vm_type_supported(KVM_X86_SW_PROTECTED_VM));
+	TEST_REQUIRE(kvm_has_gmem_attributes);
+	TEST_REQUIRE(hugetlb_pool_free_pages(21) >= 4);
+
+	if (access(CGROUP_ROOT "/cgroup.controllers", F_OK))
+		TEST_ASSERT(!mount("none", CGROUP_ROOT, "cgroup2", 0, NULL),
+			    "mounting cgroup2 on " CGROUP_ROOT ", errno %d", errno);
+	f = fopen(CGROUP_ROOT "/cgroup.controllers", "r");
+	TEST_ASSERT(f && fgets(controllers, sizeof(controllers), f),
+		    "reading " CGROUP_ROOT "/cgroup.controllers");
+	fclose(f);
+	TEST_ASSERT(strstr(controllers, "hugetlb"),
+		    "no hugetlb controller (CONFIG_CGROUP_HUGETLB): '%s'", controllers);
+	cgroup_write(CGROUP_ROOT "/cgroup.subtree_control", "+hugetlb");
+	TEST_ASSERT(!mkdir(CGROUP_TEST, 0755) || errno == EEXIST,
+		    "mkdir " CGROUP_TEST ", errno %d", errno);
+	cgroup_write(CGROUP_TEST "/cgroup.procs", "%d", getpid());
+
+	read_hugetlb_pools(&self->pools_before);
+	self->vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+}
+
+FIXTURE_TEARDOWN(conv_cgroup)
+{
+	kvm_vm_free(self->vm);
+	cgroup_write(CGROUP_ROOT "/cgroup.procs", "%d", getpid());
+	TEST_ASSERT(!rmdir(CGROUP_TEST), "rmdir " CGROUP_TEST ", errno %d", errno);
+	assert_hugetlb_pools(&self->pools_before, 0, 0, 0);
+}
+
+/*
+ * The hugetlb controller charges guest_memfd as it charges hugetlbfs: the
+ * file's reservation to hugetlb.<size>.rsvd at creation (over the limit,
+ * creation fails with ENOMEM and changes nothing), each huge page to
+ * hugetlb.<size>.current when it is allocated (over the limit, the fault gets
+ * SIGBUS).  Splits and merges keep the charge, an orphan keeps its page's until
+ * it is freed, and nothing stays charged once the file is gone.  The test
+ * moves itself into a cgroup of its own in a cgroup v2 hierarchy.
+ */
+TEST_F_TIMEOUT(conv_cgroup, hugetlb_cgroup_charges, GUEST_TEST_TIMEOUT)
+{
+	const u64 flags = GUEST_MEMFD_FLAG_HUGE_PAGES | GUEST_MEMFD_FLAG_MMAP |
+			  GUEST_MEMFD_FLAG_INIT_SHARED;
+	struct hugetlb_pools created;
+	struct iovec iov = { .iov_len = PAGE_SIZE };
+	int fd, pipefd[2], i;
+	u8 *mem;
+
+	/* 4 pages reserved, 2 used at most. */
+	cgroup_write(CGROUP_TEST "/hugetlb.2MB.rsvd.max", "%lu", 4ul * SZ_2M);
+	cgroup_write(CGROUP_TEST "/hugetlb.2MB.max", "%lu", 2ul * SZ_2M);
+
+	fd = __gmem_create_huge(self->vm, 4 * SZ_2M, flags, 21);
+	TEST_ASSERT(fd >= 0, "creating the guest_memfd failed, errno %d", errno);
+	assert_cgroup_2m(4, 0);
+	assert_hugetlb_pools(&self->pools_before, 21, 0, 4);
+	read_hugetlb_pools(&created);
+
+	TEST_ASSERT(__gmem_create_huge(self->vm, SZ_2M, flags, 21) == -1 &&
+		    errno == ENOMEM,
+		    "a file over the cgroup's reservation limit: errno %d", errno);
+	assert_cgroup_2m(4, 0);
+	assert_hugetlb_pools(&created, 21, 0, 0);
+
+	/* Two huge pages allocated by the host's faults; the third is over. */
+	mem = kvm_mmap(4 * SZ_2M, PROT_READ | PROT_WRITE, MAP_SHARED, fd);
+	mem[0] = 1;
+	mem[SZ_2M] = 2;
+	assert_cgroup_2m(4, 2);
+	TEST_EXPECT_SIGBUS(mem[2 * SZ_2M] = 3);
+	assert_cgroup_2m(4, 2);
+	assert_hugetlb_pools(&created, 21, -2, -2);
+
+	/* Split (one 4K page private), merged (all private), split again. */
+	gmem_set_private(fd, PAGE_SIZE, PAGE_SIZE);
+	assert_cgroup_2m(4, 2);
+	gmem_set_private(fd, 0, SZ_2M);
+	assert_cgroup_2m(4, 2);
+	gmem_set_shared(fd, 0, SZ_2M);
+	assert_cgroup_2m(4, 2);
+	TEST_ASSERT_EQ(mem[0], 1);
+
+	/*
+	 * An orphan: punched while a pipe pins a page of it.  It stays charged
+	 * until the pipe lets it go.
+	 */
+	iov.iov_base = mem + SZ_2M;
+	TEST_ASSERT_EQ(pipe(pipefd), 0);
+	TEST_ASSERT_EQ(vmsplice(pipefd[1], &iov, 1, 0), PAGE_SIZE);
+	TEST_ASSERT_EQ(fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+				 SZ_2M, SZ_2M), 0);
+	assert_cgroup_2m(4, 2);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	for (i = 0; i < 100 && cgroup_2m_pages("current") != 1; i++)
+		usleep(10000);
+	assert_cgroup_2m(4, 1);
+
+	kvm_munmap(mem, 4 * SZ_2M);
+	close(fd);
+	assert_cgroup_2m(0, 0);
 }
 
 TEST_HARNESS_MAIN

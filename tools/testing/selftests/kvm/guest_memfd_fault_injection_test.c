@@ -336,18 +336,17 @@ FIXTURE_TEARDOWN(inject)
 
 static int convert(int fd, u64 offset, u64 size, u64 attributes)
 {
-	struct kvm_memory_attributes2 args = {
-		.offset = offset, .size = size, .attributes = attributes,
-	};
-
-	return ioctl(fd, KVM_SET_MEMORY_ATTRIBUTES2, &args);
+	if (attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE)
+		return __gmem_set_private(fd, offset, size, NULL);
+	return __gmem_set_shared(fd, offset, size, NULL);
 }
 
 static void must_convert(int fd, u64 offset, u64 size, u64 attributes)
 {
-	TEST_ASSERT(!convert(fd, offset, size, attributes),
-		    "converting [%#lx, +%#lx) to %s failed, errno %d", offset,
-		    size, attributes ? "private" : "shared", errno);
+	if (attributes & KVM_MEMORY_ATTRIBUTE_PRIVATE)
+		gmem_set_private(fd, offset, size);
+	else
+		gmem_set_shared(fd, offset, size);
 }
 
 static void must_fallocate(int fd, int mode, u64 offset, u64 size)

@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 
 #include <linux/falloc.h>
@@ -353,7 +354,11 @@ static void bind_data(struct kvm_vcpu *vcpu, int fd, bool private, u64 offset,
 
 	vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD,
 				   DATA_GPA, size, NULL, fd, offset);
-	if (private)
+	/*
+	 * Where files convert in place, a file without mmap is private
+	 * already (and the VM takes no VM-wide attributes).
+	 */
+	if (private && !kvm_has_gmem_attributes)
 		vm_mem_set_private(vm, DATA_GPA, size);
 	virt_map(vm, DATA_GPA, DATA_GPA, size / vm->page_size);
 	vcpu_args_set(vcpu, 3, DATA_GPA, size, !private);
@@ -516,6 +521,15 @@ static void *race_in_first_huge_page(void *arg)
  * Racers faulting or allocating inside one huge page all succeed, and the
  * page is allocated once.
  */
+/* fstat() tells the page size, as for a hugetlbfs file: 4096 for order-0. */
+TEST_F(gmem, st_blksize_is_the_page_size)
+{
+	struct stat st;
+
+	TEST_ASSERT_EQ(fstat(self->fd, &st), 0);
+	TEST_ASSERT_EQ(st.st_blksize, self->page_size);
+}
+
 TEST_F(gmem, concurrent_allocation_in_one_huge_page)
 {
 	u64 psz = self->page_size, size = variant->size;

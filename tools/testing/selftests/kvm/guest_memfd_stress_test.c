@@ -86,14 +86,12 @@ struct worker {
 
 static int convert(int fd, u64 first, u64 n, bool shared, u64 *error_offset)
 {
-	struct kvm_memory_attributes2 args = {
-		.offset = first * PAGE_SIZE, .size = n * PAGE_SIZE,
-		.attributes = shared ? 0 : PRIVATE,
-	};
-	int r = ioctl(fd, KVM_SET_MEMORY_ATTRIBUTES2, &args);
+	int r;
 
-	if (error_offset)
-		*error_offset = args.error_offset;
+	if (shared)
+		r = __gmem_set_shared(fd, first * PAGE_SIZE, n * PAGE_SIZE, error_offset);
+	else
+		r = __gmem_set_private(fd, first * PAGE_SIZE, n * PAGE_SIZE, error_offset);
 	return r ? -errno : 0;
 }
 
