@@ -252,7 +252,7 @@ static_assert(KVM_CAP_GUEST_MEMFD_MEMORY_ATTRIBUTES == 252);
 static_assert(KVM_CAP_GUEST_MEMFD_HUGE_PAGE_SIZES == 253);
 
 /* kvm.gmem_in_place_conversion, which the test VM's command line sets. */
-static bool gmem_in_place_conversion(void)
+static bool in_place_conversion_param(void)
 {
 	char c = 'N';
 	FILE *f = fopen("/sys/module/kvm/parameters/gmem_in_place_conversion", "r");
@@ -273,7 +273,7 @@ static bool gmem_in_place_conversion(void)
 TEST(conversion_support)
 {
 	struct kvm_memory_attributes vm_attrs = { .size = PAGE_SIZE };
-	bool in_place = gmem_in_place_conversion();
+	bool in_place = in_place_conversion_param();
 	struct kvm_vm *vm;
 	int fd;
 

@@ -30,15 +30,15 @@
  */
 static void guest_code(void)
 {
-	volatile u8 *mem = (volatile u8 *)GMEM_GPA;
+	u8 *mem = (u8 *)GMEM_GPA;
 
 	GUEST_ASSERT(kvm_has_gmem_attributes);
-	GUEST_ASSERT_EQ(mem[0], 0xaa);
-	mem[0] = 0xbb;
+	GUEST_ASSERT_EQ(READ_ONCE(mem[0]), 0xaa);
+	WRITE_ONCE(mem[0], 0xbb);
 	GUEST_SYNC(0);
-	mem[PAGE_SIZE] = 0xcc;
+	WRITE_ONCE(mem[PAGE_SIZE], 0xcc);
 	GUEST_SYNC(1);
-	GUEST_ASSERT_EQ(mem[PAGE_SIZE], 0xcc);
+	GUEST_ASSERT_EQ(READ_ONCE(mem[PAGE_SIZE]), 0xcc);
 	GUEST_DONE();
 }
 
