@@ -6,7 +6,9 @@
 # including a guest that hangs (killed at the timeout) or crashes.
 #
 # T=PATTERN runs only the selftests whose name matches the shell pattern, and
-# only the KUnit tests matching it as a kunit.filter_glob. CHECK_TIMEOUT=S
+# only the KUnit tests matching it as a kunit.filter_glob. BOOTS="0 1" (the
+# indexes of tests.list's @boot groups, from 0) runs only those boots; the
+# others' tests are listed as not run. CHECK_TIMEOUT=S
 # overrides the guest's time limit (by default the sum of the tests' own).
 # For the debug kernel (`make check-debug`): KERNEL (the bzImage), CHECK_OUT
 # (the output directory) and TIMEOUT_SCALE (multiplies every test's timeout);
@@ -43,7 +45,17 @@ mkdir -p "$out/tests"
 : >"$out/results"
 : >"$out/console.log"
 vm_rc=0
+boot_selected() { # B
+	[ -z "${BOOTS:-}" ] && return 0
+	case " $BOOTS " in *" $1 "*) return 0 ;; esac
+	return 1
+}
+not_run=()
 for ((b = 0; b < nboots; b++)); do
+	if ! boot_selected $b; then
+		echo "check: boot $b (${boot_args[b]:-}) not run: BOOTS='$BOOTS'"
+		continue
+	fi
 	# The first boot always runs, for KUnit; the others only with tests.
 	[ $b -gt 0 ] && [ "${ntests[b]:-0}" -eq 0 ] && continue
 	extra=${boot_args[b]:-}
@@ -69,9 +81,17 @@ done
 pass=() fail=() skip=()
 
 # Selftests: one result line each; a test with no line did not get to run.
+seen=-1
 while read -r name _; do
-	case "$name" in ''|'#'*|@boot) continue ;; esac
+	case "$name" in
+	@boot) seen=$((seen + 1)); continue ;;
+	''|'#'*) continue ;;
+	esac
 	[ -n "$filter" ] && case "$name" in $filter) ;; *) continue ;; esac
+	if ! boot_selected $((seen < 0 ? 0 : seen)); then
+		not_run+=("$name")
+		continue
+	fi
 	line=$(grep -E "^(pass|fail|skip) $name( |\$)" "$out/results" 2>/dev/null | head -n 1)
 	# A binary that passes may still have skipped some of its cases (TAP
 	# "ok N case # SKIP why"): list each, so no skip goes unnoticed.
@@ -88,7 +108,7 @@ done <"$list"
 
 # KUnit: every test case of every suite in the first boot's log.
 log=$out/console.log
-if [ -s "$out/boot0/console.log" ]; then
+if boot_selected 0 && [ -s "$out/boot0/console.log" ]; then
 	python3 "$tree/tools/testing/kunit/kunit.py" parse --json="$out/kunit.json" \
 		<"$out/boot0/console.log" >"$out/kunit.txt" 2>&1
 	while IFS=$'\t' read -r status name; do
@@ -163,5 +183,6 @@ echo
 for t in ${pass[@]+"${pass[@]}"}; do echo "PASS $t"; done
 for t in ${skip[@]+"${skip[@]}"}; do echo "SKIP $t"; done
 for t in ${fail[@]+"${fail[@]}"}; do echo "FAIL $t"; done
-echo "${#pass[@]} passed, ${#fail[@]} failed, ${#skip[@]} skipped"
+for t in ${not_run[@]+"${not_run[@]}"}; do echo "NOT RUN $t (its boot is not in BOOTS='$BOOTS')"; done
+echo "${#pass[@]} passed, ${#fail[@]} failed, ${#skip[@]} skipped${not_run[0]+, ${#not_run[@]} not run}"
 [ ${#fail[@]} -eq 0 ] && [ ${#pass[@]} -gt 0 ]
