@@ -730,6 +730,22 @@ TEST_F_TIMEOUT(conv, bad_requests_change_nothing, GUEST_TEST_TIMEOUT)
 }
 
 /*
+ * Converting [@offset, +@size) to private fails with EAGAIN at @pinned, the
+ * one shared page of a file of @npages pages, and changes nothing.
+ */
+static void assert_private_blocked_at(int fd, u64 offset, u64 size, u64 pinned,
+				      u64 npages)
+{
+	u64 error_offset = -1ull;
+
+	TEST_ASSERT(__gmem_set_private(fd, offset, size, &error_offset) &&
+		    errno == EAGAIN,
+		    "converting a pinned page: expected EAGAIN, errno %d", errno);
+	TEST_ASSERT_EQ(error_offset, pinned);
+	assert_shareability(fd, npages - 1, 1, 3);
+}
+
+/*
  * vmsplice() pins the pages it takes (GUP).  Private pages cannot be pinned.
  * A pinned shared page (of a split huge page too) makes conversion to private
  * fail with EAGAIN and error_offset at that page, changing nothing, until the
@@ -738,7 +754,7 @@ TEST_F_TIMEOUT(conv, bad_requests_change_nothing, GUEST_TEST_TIMEOUT)
 TEST_F_TIMEOUT(conv, host_references_block_private, GUEST_TEST_TIMEOUT)
 {
 	u64 start = middle_offset(self->size, self->page_size), pinned = start + 2 * PAGE_SIZE;
-	u64 npages = self->size / PAGE_SIZE, error_offset;
+	u64 npages = self->size / PAGE_SIZE;
 	struct iovec iov = { .iov_len = PAGE_SIZE };
 	char buf[PAGE_SIZE];
 	int pipefd[2];
@@ -756,12 +772,7 @@ TEST_F_TIMEOUT(conv, host_references_block_private, GUEST_TEST_TIMEOUT)
 	TEST_ASSERT(r == PAGE_SIZE, "vmsplice() of a shared page: %zd, errno %d",
 		    r, errno);
 
-	error_offset = -1ull;
-	TEST_ASSERT(__gmem_set_private(self->fd, start, 5 * PAGE_SIZE, &error_offset) &&
-		    errno == EAGAIN,
-		    "converting a pinned page: expected EAGAIN, errno %d", errno);
-	TEST_ASSERT_EQ(error_offset, pinned);
-	assert_shareability(self->fd, npages - 1, 1, 3);
+	assert_private_blocked_at(self->fd, start, 5 * PAGE_SIZE, pinned, npages);
 	TEST_ASSERT_EQ(*host_page(self, pinned), page_tag(pinned, 3));
 
 	/* Reading the pipe drops the pin. */
@@ -770,12 +781,7 @@ TEST_F_TIMEOUT(conv, host_references_block_private, GUEST_TEST_TIMEOUT)
 
 	/* A long-term pin (GUP_TEST, as mainline's tests pin) blocks it too. */
 	pin_pages(host_page(self, pinned), PAGE_SIZE);
-	error_offset = -1ull;
-	TEST_ASSERT(__gmem_set_private(self->fd, start, 5 * PAGE_SIZE, &error_offset) &&
-		    errno == EAGAIN,
-		    "converting a long-term pinned page: expected EAGAIN, errno %d", errno);
-	TEST_ASSERT_EQ(error_offset, pinned);
-	assert_shareability(self->fd, npages - 1, 1, 3);
+	assert_private_blocked_at(self->fd, start, 5 * PAGE_SIZE, pinned, npages);
 	unpin_pages();
 
 	/* Without the pins, the conversion goes through. */
@@ -1382,17 +1388,16 @@ TEST_F_TIMEOUT(conv, poisoned_private_page_of_whole_huge_page, GUEST_TEST_TIMEOU
 
 static void cgroup_write(const char *file, const char *fmt, ...)
 {
-	char path[PATH_MAX], buf[64];
+	char buf[64];
 	va_list ap;
 	int fd, n;
 
-	snprintf(path, sizeof(path), "%s", file);
 	va_start(ap, fmt);
 	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	fd = open(path, O_WRONLY);
-	TEST_ASSERT(fd >= 0, "open(%s), errno %d", path, errno);
-	TEST_ASSERT(write(fd, buf, n) == n, "writing '%s' to %s, errno %d", buf, path, errno);
+	fd = open(file, O_WRONLY);
+	TEST_ASSERT(fd >= 0, "open(%s), errno %d", file, errno);
+	TEST_ASSERT(write(fd, buf, n) == n, "writing '%s' to %s, errno %d", buf, file, errno);
 	close(fd);
 }
 
