@@ -276,6 +276,19 @@ static void *worker_run(void *arg)
 /* Set while the lifetime test deletes the data memslot under the vCPUs. */
 static bool memslot_may_vanish;
 
+/* The guest left its loop in a way it never does: where was it? */
+static void report_unexpected_exit(struct kvm_vcpu *vcpu)
+{
+	struct kvm_sregs sregs;
+	struct kvm_regs regs;
+
+	vcpu_regs_get(vcpu, &regs);
+	vcpu_sregs_get(vcpu, &sregs);
+	TEST_FAIL("vCPU %u: unexpected exit %u at rip %#llx, rsp %#llx, cr2 %#llx, cr3 %#llx",
+		  vcpu->id, vcpu->run->exit_reason, regs.rip, regs.rsp,
+		  sregs.cr2, sregs.cr3);
+}
+
 static void *vcpu_run_until_done(void *arg)
 {
 	struct kvm_vcpu *vcpu = arg;
@@ -297,9 +310,51 @@ static void *vcpu_run_until_done(void *arg)
 			REPORT_GUEST_ASSERT(uc);
 			break;
 		default:
-			TEST_FAIL("unexpected exit %u", vcpu->run->exit_reason);
+			report_unexpected_exit(vcpu);
 		}
 	}
+}
+
+/* The vCPU statistics that tell what a vCPU that makes no progress does. */
+static const char * const vcpu_progress_stats[] = {
+	"exits", "pf_taken", "pf_fixed", "pf_emulate", "irq_exits",
+	"io_exits", "mmio_exits", "insn_emulation",
+};
+
+#define NR_PROGRESS_STATS ARRAY_SIZE(vcpu_progress_stats)
+
+static void read_vcpu_progress(struct kvm_vcpu *vcpu, u64 *values)
+{
+	int i;
+
+	for (i = 0; i < NR_PROGRESS_STATS; i++)
+		kvm_get_stat(&vcpu->stats, vcpu_progress_stats[i], &values[i], 1);
+}
+
+/*
+ * Join the thread of a vCPU told to stop.  A vCPU that never gets back to
+ * the guest code's loop would hang the test until the harness's timeout:
+ * fail within a minute instead, with what the vCPU did in its last second.
+ */
+static void join_vcpu_thread(pthread_t thread, struct kvm_vcpu *vcpu)
+{
+	int scale = getenv("TIMEOUT_SCALE") ? atoi(getenv("TIMEOUT_SCALE")) : 1;
+	u64 before[NR_PROGRESS_STATS], after[NR_PROGRESS_STATS];
+	struct timespec deadline;
+	int i;
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 60 * scale;
+	if (!pthread_timedjoin_np(thread, NULL, &deadline))
+		return;
+
+	read_vcpu_progress(vcpu, before);
+	sleep(1);
+	read_vcpu_progress(vcpu, after);
+	for (i = 0; i < NR_PROGRESS_STATS; i++)
+		ksft_print_msg("vCPU %u %s: %lu, %lu in the last second\n", vcpu->id,
+			       vcpu_progress_stats[i], after[i], after[i] - before[i]);
+	TEST_FAIL("vCPU %u did not stop within %d s", vcpu->id, 60 * scale);
 }
 
 /*
@@ -415,7 +470,7 @@ TEST_F_TIMEOUT(stress, convert_punch_pin_while_vcpus_read, 900)
 		pthread_join(worker_threads[i], NULL);
 	*(bool *)addr_gva2hva(s.vm, (gva_t)&stop_guest) = true;
 	for (i = 0; i < NR_VCPUS; i++)
-		pthread_join(vcpu_threads[i], NULL);
+		join_vcpu_thread(vcpu_threads[i], vcpus[i]);
 
 	for (i = 0; i < NR_WORKERS; i++) {
 		struct worker *w = &workers[i];
@@ -545,7 +600,7 @@ TEST_F_TIMEOUT(stress, lifetime_races, 900)
 	 */
 	*(bool *)addr_gva2hva(vm, (gva_t)&stop_guest) = true;
 	for (i = 0; i < NR_VCPUS; i++)
-		pthread_join(vcpu_threads[i], NULL);
+		join_vcpu_thread(vcpu_threads[i], vcpus[i]);
 	WRITE_ONCE(memslot_may_vanish, false);
 	kvm_vm_free(vm);
 	usleep(50 * 1000);
@@ -585,7 +640,7 @@ static void gmem_vm_start(struct gmem_vm *g, unsigned int page_shift, u64 size,
 static void gmem_vm_stop_vcpu(struct gmem_vm *g)
 {
 	*(bool *)addr_gva2hva(g->vm, (gva_t)&stop_guest) = true;
-	pthread_join(g->vcpu_thread, NULL);
+	join_vcpu_thread(g->vcpu_thread, g->vcpu);
 }
 
 TEST_F_TIMEOUT(stress, two_vms_convert_at_once, 900)
