@@ -17,6 +17,7 @@
  *
  * The run lasts 10 s, times TIMEOUT_SCALE (set by make check-debug).
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -331,6 +332,31 @@ static void read_vcpu_progress(struct kvm_vcpu *vcpu, u64 *values)
 		kvm_get_stat(&vcpu->stats, vcpu_progress_stats[i], &values[i], 1);
 }
 
+/* Where in the kernel each thread of this process is, from /proc. */
+static void print_thread_stacks(void)
+{
+	char path[300], line[256];
+	struct dirent *task;
+	DIR *dir = opendir("/proc/self/task");
+	FILE *f;
+
+	if (!dir)
+		return;
+	while ((task = readdir(dir))) {
+		if (task->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/stack", task->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		ksft_print_msg("thread %s:\n", task->d_name);
+		while (fgets(line, sizeof(line), f))
+			ksft_print_msg("  %s", line);
+		fclose(f);
+	}
+	closedir(dir);
+}
+
 /*
  * Join the thread of a vCPU told to stop.  A vCPU that never gets back to
  * the guest code's loop would hang the test until the harness's timeout:
@@ -354,6 +380,7 @@ static void join_vcpu_thread(pthread_t thread, struct kvm_vcpu *vcpu)
 	for (i = 0; i < NR_PROGRESS_STATS; i++)
 		ksft_print_msg("vCPU %u %s: %lu, %lu in the last second\n", vcpu->id,
 			       vcpu_progress_stats[i], after[i], after[i] - before[i]);
+	print_thread_stacks();
 	TEST_FAIL("vCPU %u did not stop within %d s", vcpu->id, 60 * scale);
 }
 
