@@ -15,7 +15,10 @@
  * model of its blocks: at the end every attribute and every byte matches,
  * fdinfo's counts match, and the hugetlb pools are exact after close.
  *
- * The run lasts 10 s, times TIMEOUT_SCALE (set by make check-debug).
+ * The run lasts 10 s, times TIMEOUT_SCALE (set by make check-debug).  A vCPU
+ * that has not stopped a minute (times TIMEOUT_SCALE) after it was told to
+ * fails the test, with its exit and fault counts and the kernel stack of
+ * every thread, rather than hang it.
  */
 #include <dirent.h>
 #include <fcntl.h>
