@@ -6,7 +6,8 @@
 # including a guest that hangs (killed at the timeout) or crashes.
 #
 # T=PATTERN runs only the selftests whose name matches the shell pattern, and
-# only the KUnit tests matching it as a kunit.filter_glob. BOOTS="0 1" (the
+# only the KUnit tests matching it as a kunit.filter_glob; T='P1 P2 ...' runs
+# the selftests matching any of the patterns, and every KUnit suite. BOOTS="0 1" (the
 # indexes of tests.list's @boot groups, from 0) runs only those boots; the
 # others' tests are listed as not run. CHECK_TIMEOUT=S
 # overrides the guest's time limit (by default the sum of the tests' own).
@@ -22,10 +23,24 @@ filter=${T:-}
 list=$top/tests.list
 scale=${TIMEOUT_SCALE:-1}
 
+# Whether test NAME is one that T selects (no T: all of them).
+selected() { # NAME
+	local p
+	[ -z "$filter" ] && return 0
+	set -f
+	for p in $filter; do
+		case "$1" in $p) set +f; return 0 ;; esac
+	done
+	set +f
+	return 1
+}
+
 # Boots: a "@boot ARGS" line of tests.list starts the tests that run in a
 # boot of their own, with ARGS on the kernel command line (tests before the
 # first such line run in the first boot). The KUnit suites run in the first
 # boot. Each boot's time budget: its tests' own timeouts, plus boot and KUnit.
+# An ARG "qemu-accel=A" is no kernel argument: that boot runs QEMU with -accel A
+# (the others with ACCEL, default multi-threaded TCG).
 seen=-1
 boot_args=() budgets=() ntests=()
 while read -r name tmo rest; do
@@ -33,7 +48,7 @@ while read -r name tmo rest; do
 	@boot) seen=$((seen + 1)); boot_args[seen]=$tmo${rest:+ $rest}; continue ;;
 	''|'#'*) continue ;;
 	esac
-	[ -n "$filter" ] && case "$name" in $filter) ;; *) continue ;; esac
+	selected "$name" || continue
 	b=$((seen < 0 ? 0 : seen))
 	budgets[b]=$((${budgets[b]:-240} + tmo * scale))
 	ntests[b]=$((${ntests[b]:-0} + 1))
@@ -58,16 +73,22 @@ for ((b = 0; b < nboots; b++)); do
 	fi
 	# The first boot always runs, for KUnit; the others only with tests.
 	[ $b -gt 0 ] && [ "${ntests[b]:-0}" -eq 0 ] && continue
-	extra=${boot_args[b]:-}
+	extra= accel=${ACCEL:-}
+	for arg in ${boot_args[b]:-}; do
+		case "$arg" in
+		qemu-accel=*) accel=${arg#qemu-accel=} ;;
+		*) extra+="${extra:+ }$arg" ;;
+		esac
+	done
 	if [ $b -gt 0 ]; then
 		extra+=" kunit.enable=0"
-	elif [ -n "$filter" ]; then
+	elif [ -n "$filter" ] && [ "$filter" = "${filter%% *}" ]; then
 		extra+=" kunit.filter_glob=$filter"
 	fi
 	budget=${CHECK_TIMEOUT:-${budgets[b]:-240}}
 	bout=$out/boot$b
-	echo "check: boot $b: booting ${KERNEL:-the test kernel} ($(cat "$top/build/kernelrelease" 2>/dev/null)) with '$extra'; guest time limit ${budget}s"
-	OUT=$bout TIMEOUT=$budget CMDLINE_EXTRA=$extra "$top/scripts/vm-run.sh" \
+	echo "check: boot $b: booting ${KERNEL:-the test kernel} ($(cat "$top/build/kernelrelease" 2>/dev/null)) with '$extra'${accel:+ under -accel $accel}; guest time limit ${budget}s"
+	OUT=$bout TIMEOUT=$budget CMDLINE_EXTRA=$extra ACCEL=$accel "$top/scripts/vm-run.sh" \
 		"sh scripts/guest/run-tests.sh tests.list build/selftests /mnt/out '$filter' $scale $b" ||
 		vm_rc=$?
 	cat "$bout/results" >>"$out/results" 2>/dev/null
@@ -87,7 +108,7 @@ while read -r name _; do
 	@boot) seen=$((seen + 1)); continue ;;
 	''|'#'*) continue ;;
 	esac
-	[ -n "$filter" ] && case "$name" in $filter) ;; *) continue ;; esac
+	selected "$name" || continue
 	if ! boot_selected $((seen < 0 ? 0 : seen)); then
 		not_run+=("$name")
 		continue

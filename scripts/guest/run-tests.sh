@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs in the test VM: each test of tests.list (or only those whose name
-# matches the T pattern) with its own timeout. Writes one line per test to
+# matches one of the T patterns) with its own timeout. Writes one line per test to
 # $OUT/results ("pass NAME", "fail NAME why" or "skip NAME why") and each
 # test's output to $OUT/tests/NAME.log; prints progress on the console.
 # Usage: run-tests.sh LIST BINDIR OUT [T] [TIMEOUT_SCALE] [BOOT]
@@ -43,7 +43,14 @@ grep -v '^[[:space:]]*\(#\|$\)' "$list" | while read -r name tmo bin args; do
 	fi
 	[ "$boot" -eq "$(( seen < 0 ? 0 : seen ))" ] || continue
 	if [ -n "$filter" ]; then
-		case "$name" in $filter) ;; *) continue ;; esac
+		# T: one shell pattern or several, separated by spaces.
+		match=
+		set -f
+		for p in $filter; do
+			case "$name" in $p) match=1 ;; esac
+		done
+		set +f
+		[ -n "$match" ] || continue
 	fi
 	log=$out/tests/$name.log
 	before=$(pool)
