@@ -251,7 +251,7 @@ static int try_bind(FIXTURE_DATA(bad) * self, const struct bad_input *b)
 	return r;
 }
 
-TEST_F(bad, every_argument)
+TEST_F_TIMEOUT(bad, every_argument, GMEM_TEST_TIMEOUT)
 {
 	struct gmem_fdinfo_raw before, after;
 	struct hugetlb_pools pools;
@@ -293,7 +293,7 @@ TEST_F(bad, every_argument)
 }
 
 /* A bound and a good binding make an overlapping one fail with EEXIST. */
-TEST_F(bad, overlapping_binding)
+TEST_F_TIMEOUT(bad, overlapping_binding, GMEM_TEST_TIMEOUT)
 {
 	struct gmem_fdinfo_raw before, after;
 
@@ -318,7 +318,7 @@ static u64 pick(const u64 *values, int n)
  * succeeds or fails with a documented errno.  The pools are checked when
  * everything is closed (teardown).
  */
-TEST_F(bad, fuzz)
+TEST_F_TIMEOUT(bad, fuzz, GMEM_TEST_TIMEOUT)
 {
 	static const u64 sizes[] = {
 		0, 1, SZ_4K, SZ_4K + 1, SZ_2M, SZ_2M + SZ_4K, SZ_4M, SZ_1G,

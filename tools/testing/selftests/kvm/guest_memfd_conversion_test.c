@@ -45,13 +45,6 @@
 #define DATA_GPA	SZ_4G
 #define PRIVATE		KVM_MEMORY_ATTRIBUTE_PRIVATE
 
-/*
- * Every test's time limit: touching 1 GiB page by page takes a while under
- * emulation, and on the debug kernel (KASAN, single-threaded TCG) even a VM's
- * setup and teardown can outlast the harness's default of 30 s.
- */
-#define GUEST_TEST_TIMEOUT	300
-
 /* What the guest does when it is next run: one command over a range. */
 enum guest_op {
 	OP_NOP,
@@ -465,7 +458,7 @@ static u64 middle_offset(u64 file_size, u64 page_size)
  * the host reads what the guest wrote; converted back, the guest reads what
  * the host wrote.  Nothing outside the range changes.
  */
-TEST_F_TIMEOUT(conv, contents_survive_conversion, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(conv, contents_survive_conversion, GMEM_TEST_TIMEOUT)
 {
 	u64 npages = self->size / PAGE_SIZE, off;
 	u64 start = middle_offset(self->size, self->page_size), len = 5 * PAGE_SIZE;
@@ -505,7 +498,7 @@ TEST_F_TIMEOUT(conv, contents_survive_conversion, GUEST_TEST_TIMEOUT)
  * (before the fix, the stale MMIO SPTE made every run exit, asking for a
  * conversion to shared the guest never requested).
  */
-TEST_F_TIMEOUT(conv, memslot_comes_back_private, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(conv, memslot_comes_back_private, GMEM_TEST_TIMEOUT)
 {
 	struct kvm_run *run = self->vcpu->run;
 	struct ucall uc;
@@ -539,7 +532,7 @@ TEST_F_TIMEOUT(conv, memslot_comes_back_private, GUEST_TEST_TIMEOUT)
  * the first and last page, adjacent and overlapping ones, and of the whole
  * file split and merge them, and fdinfo counts them exactly.
  */
-TEST_F_TIMEOUT(conv, shareability_ranges_split_and_merge, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(conv, shareability_ranges_split_and_merge, GMEM_TEST_TIMEOUT)
 {
 	const u64 n = self->size / PAGE_SIZE, last = (n - 1) * PAGE_SIZE;
 	const u64 pg = PAGE_SIZE;
@@ -609,7 +602,7 @@ static u64 vmemmap_restored(u64 page_size)
  * split only as far as that (511 2M folios and 512 4K ones for a 1G page) and
  * merged back, HVO and all.
  */
-TEST_F_TIMEOUT(conv, mapping_levels_follow_shareability, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(conv, mapping_levels_follow_shareability, GMEM_TEST_TIMEOUT)
 {
 	u64 nr_1g = 0, nr_2m = 0, base_4k, split_2m, split_4k;
 	u64 page = self->size / 2 + 5 * PAGE_SIZE;
@@ -675,7 +668,7 @@ static void assert_convert_errno(int fd, const struct hugetlb_pools *pools,
 }
 
 /* Each bad request fails with EINVAL and changes nothing. */
-TEST_F_TIMEOUT(conv, bad_requests_change_nothing, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(conv, bad_requests_change_nothing, GMEM_TEST_TIMEOUT)
 {
 	const u64 size = self->size, start = middle_offset(self->size, self->page_size);
 	const struct kvm_memory_attributes2 good = {
@@ -751,7 +744,7 @@ static void assert_private_blocked_at(int fd, u64 offset, u64 size, u64 pinned,
  * fail with EAGAIN and error_offset at that page, changing nothing, until the
  * pipe lets go; the huge page is whole again once it is all private.
  */
-TEST_F_TIMEOUT(conv, host_references_block_private, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(conv, host_references_block_private, GMEM_TEST_TIMEOUT)
 {
 	u64 start = middle_offset(self->size, self->page_size), pinned = start + 2 * PAGE_SIZE;
 	u64 npages = self->size / PAGE_SIZE;
@@ -843,7 +836,7 @@ static u64 *map_first_block_aligned(int fd)
  * Converting a page of it to private zaps the PMD first, then splits the
  * folio: the host keeps its bytes in the rest of the block, at 4K.
  */
-TEST_F_TIMEOUT(conv, madv_hugepage_maps_shared_blocks_with_pmds, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(conv, madv_hugepage_maps_shared_blocks_with_pmds, GMEM_TEST_TIMEOUT)
 {
 	u64 last = SZ_2M - PAGE_SIZE, page = SZ_1M;
 	u64 *block;
@@ -888,7 +881,7 @@ TEST_F_TIMEOUT(conv, madv_hugepage_maps_shared_blocks_with_pmds, GUEST_TEST_TIME
  * and the host still reads what it wrote.  Before the fix the block stayed
  * split.
  */
-TEST_F_TIMEOUT(conv, failed_conversion_keeps_shapes, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(conv, failed_conversion_keeps_shapes, GMEM_TEST_TIMEOUT)
 {
 	u64 boundary = SZ_2M, pinned = SZ_2M + 2 * PAGE_SIZE;
 	struct iovec iov = { .iov_base = host_page(self, pinned), .iov_len = PAGE_SIZE };
@@ -950,7 +943,7 @@ static void punch_pinned_page(FIXTURE_DATA(conv) * self, u64 page, u64 unit,
  * the file anyway, and the huge page goes back to the pool once the pin is
  * released: the file shows nothing of it, and no page is lost.
  */
-TEST_F_TIMEOUT(conv, pinned_page_outlives_punch_hole, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(conv, pinned_page_outlives_punch_hole, GMEM_TEST_TIMEOUT)
 {
 	u64 page = middle_offset(self->size, self->page_size);
 	u64 unit = variant->page_shift > 12 ? self->page_size : self->size;
@@ -1018,7 +1011,7 @@ static int host_read_in_child(u64 *p, u64 expect)
  * Before the fix, the orphan kept the file's page: the host's read looped
  * forever on VM_FAULT_OOM, and closing the file kept its reservation.
  */
-TEST_F_TIMEOUT(conv, punched_pinned_page_refills_from_pool, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(conv, punched_pinned_page_refills_from_pool, GMEM_TEST_TIMEOUT)
 {
 	u64 page = middle_offset(self->size, self->page_size);
 	u64 unit = variant->page_shift > 12 ? self->page_size : self->size;
@@ -1058,7 +1051,7 @@ TEST_F_TIMEOUT(conv, punched_pinned_page_refills_from_pool, GUEST_TEST_TIMEOUT)
  * memory-fault exit at its gpa, at once, until a page is free again (the
  * orphan released): then it is filled.
  */
-TEST_F_TIMEOUT(conv, punched_pinned_page_without_free_page, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(conv, punched_pinned_page_without_free_page, GMEM_TEST_TIMEOUT)
 {
 	u64 page = middle_offset(self->size, self->page_size);
 	unsigned int shift = variant->page_shift;
@@ -1129,7 +1122,7 @@ static void *convert_back_and_forth(void *arg)
  * The guest keeps reading pages while the host converts them back and forth:
  * it always reads its own bytes, whatever the shareability of the moment.
  */
-TEST_F_TIMEOUT(conv, guest_reads_while_converting, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(conv, guest_reads_while_converting, GMEM_TEST_TIMEOUT)
 {
 	struct converter c = {
 		.fd = self->fd, .offset = middle_offset(self->size, self->page_size),
@@ -1160,7 +1153,7 @@ TEST_F_TIMEOUT(conv, guest_reads_while_converting, GUEST_TEST_TIMEOUT)
  * fdinfo's counts (pages and ranges) match the model's.  At the end the whole
  * file is private again and is mapped at its page size.
  */
-TEST_F_TIMEOUT(conv, random_conversions_match_model, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(conv, random_conversions_match_model, GMEM_TEST_TIMEOUT)
 {
 	u64 npages = self->size / PAGE_SIZE, huge = self->page_size / PAGE_SIZE;
 	unsigned int seed = getenv("SEED") ? atoi(getenv("SEED")) : time(NULL);
@@ -1271,7 +1264,7 @@ static void close_with_poisoned_page(FIXTURE_DATA(conv) * self)
  * pool marked, as hugetlb keeps its own poisoned pages: counted free, never
  * handed out.  The pool counts are exact.
  */
-TEST_F_TIMEOUT(conv, poisoned_page_is_refused, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(conv, poisoned_page_is_refused, GMEM_TEST_TIMEOUT)
 {
 	u64 page = middle_offset(self->size, self->page_size);
 	u64 block = round_down(page, SZ_2M), next = page + PAGE_SIZE;
@@ -1342,7 +1335,7 @@ static u64 host_pfn(const void *p)
  * handed out again: with poisoned_page_is_refused this keeps two 1G pages of
  * the test VM's four out of use for good.
  */
-TEST_F_TIMEOUT(conv, poisoned_private_page_of_whole_huge_page, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(conv, poisoned_private_page_of_whole_huge_page, GMEM_TEST_TIMEOUT)
 {
 	u64 page = middle_offset(self->size, self->page_size);
 	u64 huge = round_down(page, self->page_size), next = page + PAGE_SIZE;
@@ -1469,7 +1462,7 @@ FIXTURE_TEARDOWN(conv_cgroup)
  * it is freed, and nothing stays charged once the file is gone.  The test
  * moves itself into a cgroup of its own in a cgroup v2 hierarchy.
  */
-TEST_F_TIMEOUT(conv_cgroup, hugetlb_cgroup_charges, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(conv_cgroup, hugetlb_cgroup_charges, GMEM_TEST_TIMEOUT)
 {
 	const u64 flags = GUEST_MEMFD_FLAG_HUGE_PAGES | GUEST_MEMFD_FLAG_MMAP |
 			  GUEST_MEMFD_FLAG_INIT_SHARED;

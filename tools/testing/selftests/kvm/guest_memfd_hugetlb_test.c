@@ -364,10 +364,7 @@ static void bind_data(struct kvm_vcpu *vcpu, int fd, bool private, u64 offset,
 	vcpu_args_set(vcpu, 3, DATA_GPA, size, !private);
 }
 
-/* Touching 1 GiB page by page takes a while under emulation. */
-#define GUEST_TEST_TIMEOUT	180
-
-TEST_F_TIMEOUT(gmem, guest_touches_every_page, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(gmem, guest_touches_every_page, GMEM_TEST_TIMEOUT)
 {
 	u64 size = variant->size, off, *mem;
 
@@ -405,7 +402,7 @@ TEST_F_TIMEOUT(gmem, guest_touches_every_page, GUEST_TEST_TIMEOUT)
  * A binding whose guest_memfd offset is aligned only to the next smaller page
  * size (2M into a 1G file, 4K into a 2M file) is mapped at that size at most.
  */
-TEST_F_TIMEOUT(gmem, misaligned_binding_maps_smaller, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(gmem, misaligned_binding_maps_smaller, GMEM_TEST_TIMEOUT)
 {
 	u64 offset = variant->page_shift == 30 ? SZ_2M : SZ_4K;
 	u64 size = variant->size - offset;
@@ -437,7 +434,7 @@ TEST_F_TIMEOUT(gmem, misaligned_binding_maps_smaller, GUEST_TEST_TIMEOUT)
  * them back, whole huge pages only; anything else fails with EINVAL and
  * changes nothing. The host reads zeroes where a hole was punched.
  */
-TEST_F_TIMEOUT(gmem, fallocate_and_punch_hole, GUEST_TEST_TIMEOUT)
+TEST_F_TIMEOUT(gmem, fallocate_and_punch_hole, GMEM_TEST_TIMEOUT)
 {
 	const int punch = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
 	u64 size = variant->size, psz = self->page_size;
@@ -530,7 +527,7 @@ static void *race_in_first_huge_page(void *arg)
  * page is allocated once.
  */
 /* fstat() tells the page size, as for a hugetlbfs file: 4096 for order-0. */
-TEST_F(gmem, st_blksize_is_the_page_size)
+TEST_F_TIMEOUT(gmem, st_blksize_is_the_page_size, GMEM_TEST_TIMEOUT)
 {
 	struct stat st;
 
@@ -538,7 +535,7 @@ TEST_F(gmem, st_blksize_is_the_page_size)
 	TEST_ASSERT_EQ(st.st_blksize, self->page_size);
 }
 
-TEST_F(gmem, concurrent_allocation_in_one_huge_page)
+TEST_F_TIMEOUT(gmem, concurrent_allocation_in_one_huge_page, GMEM_TEST_TIMEOUT)
 {
 	u64 psz = self->page_size, size = variant->size;
 	struct racer racers[NR_RACERS];

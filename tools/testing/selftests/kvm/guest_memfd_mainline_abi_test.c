@@ -24,6 +24,12 @@
 #define GMEM_SIZE	SZ_2M
 
 /*
+ * Each test's time limit, in seconds: the harness's default of 30 s is too
+ * short on a debug kernel (KASAN, kmemleak) under single-threaded TCG.
+ */
+#define TEST_TIMEOUT	300
+
+/*
  * The guest reads what the host wrote to a shared page and answers there, then
  * writes a page the host has made private, which keeps what it wrote across a
  * round trip through shared (the conversion is in place).
@@ -101,7 +107,7 @@ static void run_to_sync(struct kvm_vcpu *vcpu, u64 stage)
  * a page made private is the guest's only (SIGBUS for the host), and made
  * shared again the host maps it again.
  */
-TEST_F(gmem, convert_through_the_file)
+TEST_F_TIMEOUT(gmem, convert_through_the_file, TEST_TIMEOUT)
 {
 	self->mem[0] = 0xaa;
 	run_to_sync(self->vcpu, 0);
@@ -118,7 +124,7 @@ TEST_F(gmem, convert_through_the_file)
 }
 
 /* vm_mem_set_memory_attributes() goes through the file by the gpa. */
-TEST_F(gmem, convert_by_gpa)
+TEST_F_TIMEOUT(gmem, convert_by_gpa, TEST_TIMEOUT)
 {
 	vm_mem_set_memory_attributes(self->vm, GMEM_GPA + SZ_1M, PAGE_SIZE,
 				     KVM_MEMORY_ATTRIBUTE_PRIVATE);
@@ -130,7 +136,7 @@ TEST_F(gmem, convert_by_gpa)
 }
 
 /* A pinned shared page cannot become private: EAGAIN, at that page. */
-TEST_F(gmem, pinned_page_stays_shared)
+TEST_F_TIMEOUT(gmem, pinned_page_stays_shared, TEST_TIMEOUT)
 {
 	u64 error_offset = 0;
 
@@ -161,7 +167,7 @@ static void *expect_sigbus_loop(void *arg)
 }
 
 /* TEST_EXPECT_SIGBUS() from several threads at once, and a forked child. */
-TEST_F(gmem, sigbus_in_threads_and_child)
+TEST_F_TIMEOUT(gmem, sigbus_in_threads_and_child, TEST_TIMEOUT)
 {
 	pthread_t threads[NR_SIGBUS_THREADS];
 	int i, status;

@@ -8,6 +8,14 @@
 
 #include "kvm_util.h"
 
+/*
+ * Every guest_memfd test's time limit, in seconds: the harness's default of
+ * 30 s is too short on the debug kernel (KASAN, kmemleak, single-threaded
+ * TCG), where a VM's setup and teardown alone can take that long, and for
+ * touching 1 GiB page by page under emulation.
+ */
+#define GMEM_TEST_TIMEOUT	300
+
 #define MAX_HUGETLB_POOLS	8
 
 struct hugetlb_pool {
