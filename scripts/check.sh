@@ -11,8 +11,6 @@
 # indexes of tests.list's @boot groups, from 0) runs only those boots; the
 # others' tests are listed as not run. CHECK_TIMEOUT=S
 # overrides the guest's time limit (by default the sum of the tests' own).
-# TESTS_LIST=FILE (relative to the repository; default tests.list) reads
-# another list of the same form, as CI does for its debug-kernel run.
 # For the debug kernel (`make check-debug`): KERNEL (the bzImage), CHECK_OUT
 # (the output directory) and TIMEOUT_SCALE (multiplies every test's timeout);
 # a kmemleak scan after the tests fails the run if a leak involves our code.
@@ -22,9 +20,7 @@ top=$(cd "$(dirname "$0")/.." && pwd)
 tree=$top/build/linux-7.3
 out=${CHECK_OUT:-$top/build/check}
 filter=${T:-}
-list_name=${TESTS_LIST:-tests.list}
-list=$top/$list_name
-[ -f "$list" ] || { echo "check: no test list $list" >&2; exit 2; }
+list=$top/tests.list
 scale=${TIMEOUT_SCALE:-1}
 
 # Whether test NAME is one that T selects (no T: all of them).
@@ -93,7 +89,7 @@ for ((b = 0; b < nboots; b++)); do
 	bout=$out/boot$b
 	echo "check: boot $b: booting ${KERNEL:-the test kernel} ($(cat "$top/build/kernelrelease" 2>/dev/null)) with '$extra'${accel:+ under -accel $accel}; guest time limit ${budget}s"
 	OUT=$bout TIMEOUT=$budget CMDLINE_EXTRA=$extra ACCEL=$accel "$top/scripts/vm-run.sh" \
-		"sh scripts/guest/run-tests.sh '$list_name' build/selftests /mnt/out '$filter' $scale $b" ||
+		"sh scripts/guest/run-tests.sh tests.list build/selftests /mnt/out '$filter' $scale $b" ||
 		vm_rc=$?
 	cat "$bout/results" >>"$out/results" 2>/dev/null
 	cp "$bout"/tests/*.log "$out/tests/" 2>/dev/null
