@@ -101,13 +101,25 @@ static void gmem_restore_hugetlb(struct folio *folio,
  */
 static void gmem_reset_page(struct page *page)
 {
-	unsigned long keep = page->flags.f &
-			     ~(PAGE_FLAGS_CHECK_AT_PREP | PAGE_FLAGS_SECOND);
+	unsigned long flags = READ_ONCE(page->flags.f), new;
 
-	mm_zero_struct_page(page);
-	page->flags.f = keep;
+	/*
+	 * Memory failure sets PG_hwpoison without a reference, so the flags
+	 * change atomically, and the rest of the struct page is zeroed apart.
+	 */
+	BUILD_BUG_ON(offsetof(struct page, flags) != 0);
+	do {
+		new = flags & ~(PAGE_FLAGS_CHECK_AT_PREP | PAGE_FLAGS_SECOND);
+#ifndef LAST_CPUPID_NOT_IN_PAGE_FLAGS
+		new |= LAST_CPUPID_MASK << LAST_CPUPID_PGSHIFT;
+#endif
+	} while (!try_cmpxchg(&page->flags.f, &flags, new));
+	memset((char *)page + sizeof(page->flags), 0,
+	       sizeof(*page) - sizeof(page->flags));
 	atomic_set(&page->_mapcount, -1);
+#ifdef LAST_CPUPID_NOT_IN_PAGE_FLAGS
 	page_cpupid_reset_last(page);
+#endif
 	INIT_LIST_HEAD(&page->lru);
 }
 
@@ -120,7 +132,23 @@ static void gmem_reset_pages(struct page *head, unsigned long nr)
 		gmem_reset_page(head + i);
 }
 
-/* Set up @head as the head of a page-cache folio of @order at @index. */
+/* Whether a page of the 2^@order pages from @head is poisoned. */
+static bool gmem_pages_hwpoisoned(struct page *head, unsigned int order)
+{
+	unsigned long i;
+
+	for (i = 0; i < (1UL << order); i++) {
+		if (PageHWPoison(head + i))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Set up @head as the head of a page-cache folio of @order at @index.  A large
+ * folio with a poisoned page is marked, so that no fault maps that page along
+ * with the others (see finish_fault()).
+ */
 static struct folio *gmem_prep_folio(struct page *head, unsigned int order,
 				     struct address_space *mapping, pgoff_t index)
 {
@@ -129,6 +157,8 @@ static struct folio *gmem_prep_folio(struct page *head, unsigned int order,
 	if (order) {
 		prep_compound_page(head, order);
 		folio_set_large_rmappable(folio);
+		if (gmem_pages_hwpoisoned(head, order))
+			folio_set_has_hwpoisoned(folio);
 	}
 	folio->mapping = mapping;
 	folio->index = index;
@@ -286,7 +316,8 @@ static pgoff_t gmem_huge_index(const struct gmem_hugetlb *gh, pgoff_t index)
  * Return: 0 on success: @folio is gone, its lock and the caller's reference
  * with it, and its pieces are unlocked in the page cache. -ENOMEM (no memory
  * for page cache nodes, the record or the vmemmap), -EAGAIN (@folio mapped or
- * referenced by someone else), -EHWPOISON (a page of it is poisoned) or
+ * referenced by someone else), -EHWPOISON (a page of a hugetlb @folio is
+ * poisoned) or
  * -EINVAL: @folio is as it was, locked and referenced.
  */
 int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
@@ -305,8 +336,8 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
 	if (new_order > order || (new_order == order && !hugetlb))
 		return -EINVAL;
-	if (folio_test_hwpoison(folio) ||
-	    (folio_test_large(folio) && folio_test_has_hwpoisoned(folio)))
+	/* A piece's poisoned pages keep their marks; a hugetlb folio's cannot. */
+	if (hugetlb && folio_test_hwpoison(folio))
 		return -EHWPOISON;
 	if (folio_mapped(folio))
 		return -EAGAIN;
@@ -358,8 +389,20 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	}
 
 	if (hugetlb) {
-		/* In use, the folio is on the active list: not any more. */
 		spin_lock_irq(&hugetlb_lock);
+		/*
+		 * Memory failure marks a hugetlb folio under hugetlb_lock, and
+		 * may have since the check above: look again.  Once the folio
+		 * is no hugetlb folio, a mark lands on the page itself.
+		 */
+		if (folio_test_hwpoison(folio)) {
+			spin_unlock_irq(&hugetlb_lock);
+			folio_ref_unfreeze(folio, folio_nr_pages(folio) + 1);
+			preempt_enable();
+			r = -EHWPOISON;
+			goto unsplit_xa;
+		}
+		/* In use, the folio is on the active list: not any more. */
 		list_del_init(&folio->lru);
 		gmem_save_hugetlb(folio, rec);
 		__folio_clear_hugetlb(folio);
@@ -421,18 +464,6 @@ unfreeze:
 	for (j = 0; j < i; j += folio_nr_pages(folio)) {
 		folio = page_folio(head + j);
 		folio_ref_unfreeze(folio, folio_nr_pages(folio));
-	}
-	return false;
-}
-
-/* Whether a page of the 2^@order pages from @head is poisoned. */
-static bool gmem_pages_hwpoisoned(struct page *head, unsigned int order)
-{
-	unsigned long i;
-
-	for (i = 0; i < (1UL << order); i++) {
-		if (PageHWPoison(head + i))
-			return true;
 	}
 	return false;
 }

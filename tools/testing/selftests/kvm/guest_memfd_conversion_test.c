@@ -814,15 +814,16 @@ static u64 smaps_file_pmd_mapped_kb(void *addr)
 	return kb;
 }
 
-/* A mapping of the file's first 2M at a 2M-aligned address. */
-static u64 *map_first_block_aligned(int fd)
+/* A mapping of the file's 2M at @offset, at a 2M-aligned address. */
+static u64 *map_block_aligned(int fd, u64 offset)
 {
 	char *area = mmap(NULL, 2 * SZ_2M, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	char *aligned = (char *)(((unsigned long)area + SZ_2M - 1) & ~(SZ_2M - 1ul));
 	void *p;
 
 	TEST_ASSERT(area != MAP_FAILED, "mmap() failed, errno %d", errno);
-	p = mmap(aligned, SZ_2M, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+	p = mmap(aligned, SZ_2M, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd,
+		 offset);
 	TEST_ASSERT(p == aligned, "mmap() of the file failed, errno %d", errno);
 	if (aligned > area)
 		munmap(area, aligned - area);
@@ -848,12 +849,12 @@ TEST_F_TIMEOUT(conv, madv_hugepage_maps_shared_blocks_with_pmds, GMEM_TEST_TIMEO
 	TEST_ASSERT_EQ(prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0), 0);
 	convert(self->fd, 0, SZ_2M, 0);
 
-	block = map_first_block_aligned(self->fd);
+	block = map_block_aligned(self->fd, 0);
 	block[0] = page_tag(0, 11);
 	TEST_ASSERT_EQ(smaps_file_pmd_mapped_kb(block), 0);
 	munmap(block, SZ_2M);
 
-	block = map_first_block_aligned(self->fd);
+	block = map_block_aligned(self->fd, 0);
 	TEST_ASSERT_EQ(madvise(block, SZ_2M, MADV_HUGEPAGE), 0);
 	TEST_ASSERT_EQ(block[0], page_tag(0, 11));
 	TEST_ASSERT_EQ(smaps_file_pmd_mapped_kb(block), 2048);
@@ -1257,18 +1258,21 @@ static void close_with_poisoned_page(FIXTURE_DATA(conv) * self)
 }
 
 /*
- * A shared page poisoned (MADV_HWPOISON: memory failure marks it) is refused
- * to the host (SIGBUS) and to the guest (EHWPOISON with a memory fault exit),
- * and no more: the rest of its huge page keeps working.  A huge page with a
- * poisoned page is not merged again; when the file goes, it goes back to the
- * pool marked, as hugetlb keeps its own poisoned pages: counted free, never
- * handed out.  The pool counts are exact.
+ * A shared page poisoned (MADV_HWPOISON: memory failure marks it, and the
+ * file zaps its mappings at once) is refused to the host (SIGBUS) and to the
+ * guest (EHWPOISON with a memory fault exit), and no more: the rest of its
+ * huge page keeps working, and a host fault on a neighbour maps the piece
+ * around the poisoned page, not over it.  A huge page with a poisoned page is
+ * not merged again; when the file goes, it goes back to the pool marked, as
+ * hugetlb keeps its own poisoned pages: counted free, never handed out.  The
+ * pool counts are exact.
  */
 TEST_F_TIMEOUT(conv, poisoned_page_is_refused, GMEM_TEST_TIMEOUT)
 {
 	u64 page = middle_offset(self->size, self->page_size);
 	u64 block = round_down(page, SZ_2M), next = page + PAGE_SIZE;
 	struct gmem_fdinfo info;
+	u64 *aligned;
 
 	/*
 	 * An order-0 file's page is on the LRU, and memory failure handles it
@@ -1278,26 +1282,36 @@ TEST_F_TIMEOUT(conv, poisoned_page_is_refused, GMEM_TEST_TIMEOUT)
 	if (variant->page_shift == 12)
 		SKIP(return, "order-0 file: upstream memory failure handling");
 
+	/* All of the block shared: one 2M piece, which a host fault maps whole. */
 	guest_do(self->vcpu, OP_WRITE, block, SZ_2M, 6);
-	convert(self->fd, page, 2 * PAGE_SIZE, 0);
+	convert(self->fd, block, SZ_2M, 0);
 	TEST_ASSERT_EQ(*host_page(self, page), page_tag(page, 6));
 
 	/*
-	 * Memory failure cannot unmap or truncate the pieces of huge pages
-	 * (they are not on the LRU): it marks the page, and says EBUSY.
+	 * Memory failure cannot truncate the pieces of huge pages (they are not
+	 * on the LRU): it marks the page and says EBUSY, and the file zaps the
+	 * page's mappings, the host's here, at once.
 	 */
 	TEST_ASSERT(madvise(host_page(self, page), PAGE_SIZE, MADV_HWPOISON) &&
 		    errno == EBUSY, "MADV_HWPOISON: errno %d", errno);
-	TEST_ASSERT_EQ(madvise(host_page(self, page), PAGE_SIZE, MADV_DONTNEED), 0);
 	TEST_ASSERT(host_read_faults(host_page(self, page)),
-		    "the host read a poisoned page");
+		    "the host read a poisoned page it had mapped");
 	TEST_ASSERT_EQ(*host_page(self, next), page_tag(next, 6));
+
+	/*
+	 * Where the piece fits a page table (an aligned mapping), a fault maps
+	 * all of it at once, but for the poisoned page.
+	 */
+	aligned = map_block_aligned(self->fd, block);
+	TEST_ASSERT_EQ(aligned[(next - block) / sizeof(u64)], page_tag(next, 6));
+	TEST_ASSERT(host_read_faults(&aligned[(page - block) / sizeof(u64)]),
+		    "a fault on its neighbour mapped a poisoned page");
+	munmap(aligned, SZ_2M);
 
 	/* Private again, the huge page stays split around it. */
 	convert(self->fd, page, 2 * PAGE_SIZE, PRIVATE);
 	read_gmem_fdinfo(self->fd, &info);
-	if (variant->page_shift > 12)
-		TEST_ASSERT_EQ(info.split_huge_pages, 1);
+	TEST_ASSERT_EQ(info.split_huge_pages, 1);
 
 	/* The guest reads the rest of the block, and the rest of the file. */
 	guest_do(self->vcpu, OP_CHECK, block, page - block, 6);
@@ -1308,6 +1322,15 @@ TEST_F_TIMEOUT(conv, poisoned_page_is_refused, GMEM_TEST_TIMEOUT)
 	/* Last, as the vCPU stays on it: the poisoned page. */
 	assert_guest_gets_hwpoison(self, page);
 	close_with_poisoned_page(self);
+}
+
+/* KVM maps @nr pages of the file's huge page size, and none of the other. */
+static void assert_huge_mappings(FIXTURE_DATA(conv) * self, u64 nr)
+{
+	bool is_1g = self->page_size == SZ_1G;
+
+	TEST_ASSERT_EQ(vm_get_stat(self->vm, pages_1g), is_1g ? nr : 0);
+	TEST_ASSERT_EQ(vm_get_stat(self->vm, pages_2m), is_1g ? 0 : nr);
 }
 
 /* The pfn of the host's page at @p, from /proc/self/pagemap. */
@@ -1355,11 +1378,18 @@ TEST_F_TIMEOUT(conv, poisoned_private_page_of_whole_huge_page, GMEM_TEST_TIMEOUT
 	read_gmem_fdinfo(self->fd, &before);
 	TEST_ASSERT_EQ(before.split_huge_pages, 0);
 
+	/* The guest maps all of the huge page, at its level. */
+	guest_do(self->vcpu, OP_CHECK, huge, self->page_size, 7);
+	assert_huge_mappings(self, 1);
+
 	fd = open("/sys/kernel/debug/hwpoison/corrupt-pfn", O_WRONLY);
 	TEST_ASSERT(fd >= 0, "hwpoison-inject (CONFIG_HWPOISON_INJECT): errno %d", errno);
 	r = write(fd, pfn, strlen(pfn));
 	TEST_ASSERT(r == -1 && errno == EBUSY, "corrupt-pfn %s: %d, errno %d", pfn, r, errno);
 	close(fd);
+
+	/* Memory failure zapped that mapping at once. */
+	assert_huge_mappings(self, 0);
 
 	/* Whole and private: it cannot be split, so no page of it is shared. */
 	TEST_ASSERT(__convert(self->fd, &args) == -1 && errno == EHWPOISON,
@@ -1371,6 +1401,7 @@ TEST_F_TIMEOUT(conv, poisoned_private_page_of_whole_huge_page, GMEM_TEST_TIMEOUT
 	/* The rest of the huge page, at 4K. */
 	guest_do(self->vcpu, OP_CHECK, huge, page - huge, 7);
 	guest_do(self->vcpu, OP_CHECK, next, huge + self->page_size - next, 7);
+	assert_huge_mappings(self, 0);
 
 	assert_guest_gets_hwpoison(self, page);
 	close_with_poisoned_page(self);
