@@ -317,8 +317,7 @@ static pgoff_t gmem_huge_index(const struct gmem_hugetlb *gh, pgoff_t index)
  * with it, and its pieces are unlocked in the page cache. -ENOMEM (no memory
  * for page cache nodes, the record or the vmemmap), -EAGAIN (@folio mapped or
  * referenced by someone else), -EHWPOISON (a page of a hugetlb @folio is
- * poisoned) or
- * -EINVAL: @folio is as it was, locked and referenced.
+ * poisoned) or -EINVAL: @folio is as it was, locked and referenced.
  */
 int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 		       unsigned int new_order, const unsigned long *fine)

@@ -1149,6 +1149,18 @@ TEST_F_TIMEOUT(conv, guest_reads_while_converting, GMEM_TEST_TIMEOUT)
 }
 
 /*
+ * KVM maps @nr pages at the file's huge page size, and nothing at the other
+ * huge size (an order-0 file: nothing huge at all).
+ */
+static void assert_huge_mappings(FIXTURE_DATA(conv) * self, u64 nr)
+{
+	TEST_ASSERT_EQ(vm_get_stat(self->vm, pages_1g),
+		       self->page_size == SZ_1G ? nr : 0);
+	TEST_ASSERT_EQ(vm_get_stat(self->vm, pages_2m),
+		       self->page_size == SZ_2M ? nr : 0);
+}
+
+/*
  * Seeded random conversions, checked against a model after each step: the
  * side that owns the range afterwards reads what was written before, and
  * fdinfo's counts (pages and ranges) match the model's.  At the end the whole
@@ -1212,10 +1224,7 @@ TEST_F_TIMEOUT(conv, random_conversions_match_model, GMEM_TEST_TIMEOUT)
 	convert(self->fd, 0, self->size, PRIVATE);
 	assert_shareability(self->fd, npages, 0, 1);
 	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
-	TEST_ASSERT_EQ(vm_get_stat(self->vm, pages_1g),
-		       variant->page_shift == 30 ? self->size / SZ_1G : 0);
-	TEST_ASSERT_EQ(vm_get_stat(self->vm, pages_2m),
-		       variant->page_shift == 21 ? self->size / SZ_2M : 0);
+	assert_huge_mappings(self, self->size / self->page_size);
 	free(shared);
 }
 
@@ -1322,15 +1331,6 @@ TEST_F_TIMEOUT(conv, poisoned_page_is_refused, GMEM_TEST_TIMEOUT)
 	/* Last, as the vCPU stays on it: the poisoned page. */
 	assert_guest_gets_hwpoison(self, page);
 	close_with_poisoned_page(self);
-}
-
-/* KVM maps @nr pages of the file's huge page size, and none of the other. */
-static void assert_huge_mappings(FIXTURE_DATA(conv) * self, u64 nr)
-{
-	bool is_1g = self->page_size == SZ_1G;
-
-	TEST_ASSERT_EQ(vm_get_stat(self->vm, pages_1g), is_1g ? nr : 0);
-	TEST_ASSERT_EQ(vm_get_stat(self->vm, pages_2m), is_1g ? 0 : nr);
 }
 
 /* The pfn of the host's page at @p, from /proc/self/pagemap. */
