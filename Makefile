@@ -6,6 +6,9 @@
 #   make check-debug  the same on the debug kernel (KASAN, kmemleak, ...)
 #   make bench        ... then boot and run the benchmarks
 #   make vm-run CMD=  ... then boot and run CMD in the test VM
+#   make run-guest    ... then boot a Linux guest with Debian's QEMU in the test
+#                     VM, its RAM on 1G guest_memfd (HUGE=2M, 4K, hugetlbfs-1G,
+#                     hugetlbfs-2M, anon to compare)
 #   make series       export the overlay as a git format-patch series (build/series)
 #   make checkpatch   scripts/checkpatch.pl --strict on our C files and patches
 #
@@ -28,7 +31,7 @@ export CCACHE_BASEDIR := $(TOP)
 export CCACHE_NOHASHDIR := 1
 
 .PHONY: all deps fetch overlay config kernel headers selftests perf check bench \
-	vm-run series checkpatch clean distclean kernel-debug check-debug
+	vm-run series checkpatch clean distclean kernel-debug check-debug vmm run-guest
 
 all: kernel selftests
 	@echo "Built on Linux $$(cat $(BUILD)/kernelrelease) (Debian linux-source-7.3, $$(cd $(SRC) && git log -1 --format=%s v7.3 | sed 's/.*(Debian \(.*\))/\1/'))"
@@ -85,7 +88,7 @@ selftests: headers
 		KHDR_INCLUDES="-isystem $(HDR)/include" EXTRA_CFLAGS=-static >$(BUILD)/selftests.log 2>&1 \
 		|| { tail -n 40 $(BUILD)/selftests.log; exit 1; }
 
-check: all
+check: all vmm
 	@bash scripts/check.sh
 
 # Slower under KASAN and kmemleak: every test gets three times its timeout; 14G
@@ -144,6 +147,33 @@ bench: all perf $(BENCH_PROGS)
 
 vm-run: all
 	@bash scripts/vm-run.sh '$(CMD)'
+
+# A real VMM: Debian's QEMU (scripts/fetch-qemu.sh), our preload library that
+# puts its RAM in a guest_memfd (vmm/gmem_preload.c), and the nested guest's
+# initramfs (busybox, vmm/guest/init, memfill); the test kernel is its kernel.
+VMM := $(BUILD)/vmm
+vmm: headers $(VMM)/gmem_preload.so $(VMM)/guest.cpio.gz
+	@bash scripts/fetch-qemu.sh
+
+$(VMM)/gmem_preload.so: vmm/gmem_preload.c headers
+	@mkdir -p $(dir $@)
+	@gcc -shared -fPIC -O2 -Wall -isystem $(HDR)/include -o $@ $< -lpthread
+
+$(VMM)/memfill: vmm/guest/memfill.c
+	@mkdir -p $(dir $@)
+	@gcc -static -O2 -Wall -o $@ $<
+
+$(VMM)/guest.cpio.gz: vmm/guest/init $(VMM)/memfill
+	@rm -rf $(VMM)/root && mkdir -p $(VMM)/root/bin
+	@cp /bin/busybox $(VMM)/memfill $(VMM)/root/bin/
+	@cp vmm/guest/init $(VMM)/root/init
+	@(cd $(VMM)/root && find . | cpio -o -H newc --quiet | gzip -1) >$@
+	@rm -rf $(VMM)/root
+
+HUGE ?= 1G
+run-guest: all vmm
+	@OUT=$(BUILD)/vm/run-guest bash scripts/vm-run.sh 'vmm/run-guest.sh $(HUGE) /mnt/out/guest'
+	@echo "run-guest: console log in build/vm/run-guest/guest/console.log"
 
 series: overlay
 	@bash scripts/overlay.sh series $(BUILD)/series
