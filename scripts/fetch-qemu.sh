@@ -18,7 +18,8 @@ pkg=qemu-system-x86
 version=1:11.1.3*
 suite=trixie-backports
 
-if [ -x "$root/qemu-system-x86_64" ] && [ -f "$root/.version" ]; then
+# shellcheck disable=SC2053
+if [ -x "$root/qemu-system-x86_64" ] && [[ "$(cat "$root/.version" 2>/dev/null)" == "$pkg "$version ]]; then
 	exit 0
 fi
 
@@ -56,6 +57,7 @@ $version) ;;
 esac
 
 echo "fetch-qemu: downloading $pkg $have and its dependencies"
+rm -f "$apt_dir"/archives/*.deb
 DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install -qq -y --download-only -t "$suite" \
 	"$pkg=$have" >/dev/null
 rm -rf "$root.tmp"

@@ -76,13 +76,19 @@ grown=0
 if [ -n "$pool_dir" ]; then
 	kib=${pool_dir##*-}
 	need=$(( mem_gib * 1024 * 1024 / ${kib%kB} ))
-	free=$(cat "$pool_dir/free_hugepages")
+	free=$(( $(cat "$pool_dir/free_hugepages") - $(cat "$pool_dir/resv_hugepages") ))
 	if [ "$free" -lt "$need" ]; then
 		nr=$(cat "$pool_dir/nr_hugepages")
 		echo $((nr + need - free)) >"$pool_dir/nr_hugepages"
 		grown=$(( $(cat "$pool_dir/nr_hugepages") - nr ))
 	fi
 fi
+shrink_pool() {
+	[ "$grown" -gt 0 ] || return 0
+	echo $(( $(cat "$pool_dir/nr_hugepages") - grown )) >"$pool_dir/nr_hugepages"
+	grown=0
+}
+trap shrink_pool EXIT
 
 before=$(pools)
 start=$(date +%s)
@@ -125,9 +131,7 @@ wait "$pid"
 rc=$?
 secs=$(($(date +%s) - start))
 after=$(pools)
-if [ "$grown" -gt 0 ]; then
-	echo $(( $(cat "$pool_dir/nr_hugepages") - grown )) >"$pool_dir/nr_hugepages"
-fi
+shrink_pool
 
 [ $rc -eq 0 ] || fail "QEMU exited with status $rc"
 for what in memory virtio-read; do
@@ -137,6 +141,16 @@ done
 [ -e "$share/from-guest.bin" ] && [ "$(sha256sum <"$share/from-guest.bin")" = "$(cat "$share/from-guest.sha256")" ] ||
 	fail "the file the guest wrote over virtio-9p is not intact"
 [ "$before" = "$after" ] || fail "hugetlb pools before [$before] after [$after]"
+# guest_memfd backings: the file was made, and every slot over it is bound.
+case "$backing" in
+1G|2M|4K)
+	grep -q "gmem_preload: RAM of .* in guest_memfd" "$out/qemu.log" ||
+		fail "QEMU's RAM is not in a guest_memfd"
+	grep -q "gmem_preload: slot .* bound at offset" "$out/qemu.log" ||
+		fail "no memslot bound to the guest_memfd"
+	! grep -q "not bound" "$out/qemu.log" || fail "a memslot over the guest_memfd is not bound"
+	;;
+esac
 
 # The stage-2 level each backing promises. Guest RAM is below 4G: its first
 # GiB holds the legacy holes, every other GiB can be one 1G mapping; memfill
@@ -151,6 +165,11 @@ if [ "$p1g" != - ]; then
 fi
 
 init=$(cat "$share/init-seconds" 2>/dev/null || echo -)
+# One line for bench/vmm.sh: backing, RAM, seconds to init (guest uptime) and
+# in all, memfill's first (faulting) and second write pass, stage-2 counts.
+w1=$(sed -n 's/.*memfill: pass 1: .* written in \([0-9.]*\) s.*/\1/p' "$out/console.log")
+w2=$(sed -n 's/.*memfill: pass 2: .* written in \([0-9.]*\) s.*/\1/p' "$out/console.log")
+echo "$backing,$mem,$init,$secs,${w1:--},${w2:--},$p1g,$p2m,$p4k" >"$out/summary.csv"
 echo "run-guest: $backing, $mem: init at ${init}s of guest uptime, $secs s in all;" \
 	"stage-2 pages_1g $p1g pages_2m $p2m pages_4k $p4k"
 grep -h "memfill: pass" "$out/console.log" | sed 's/^/run-guest:   /'
