@@ -31,7 +31,7 @@ export CCACHE_BASEDIR := $(TOP)
 export CCACHE_NOHASHDIR := 1
 
 .PHONY: all deps fetch overlay config kernel headers selftests perf check bench \
-	vm-run series checkpatch clean distclean kernel-debug check-debug vmm run-guest
+	vm-run series checkpatch clean distclean kernel-debug check-debug vmm run-guest check-vmm
 
 all: kernel selftests
 	@echo "Built on Linux $$(cat $(BUILD)/kernelrelease) (Debian linux-source-7.3, $$(cd $(SRC) && git log -1 --format=%s v7.3 | sed 's/.*(Debian \(.*\))/\1/'))"
@@ -88,8 +88,14 @@ selftests: headers
 		KHDR_INCLUDES="-isystem $(HDR)/include" EXTRA_CFLAGS=-static >$(BUILD)/selftests.log 2>&1 \
 		|| { tail -n 40 $(BUILD)/selftests.log; exit 1; }
 
+# The VMM tier (boot 3) is opt-in until its 2M guest stops hanging now and
+# then at a virtio-9p transfer (under investigation): make check-vmm, or
+# BOOTS='0 1 2 3' make check. make check lists it as NOT RUN.
 check: all vmm
-	@bash scripts/check.sh
+	@BOOTS="$${BOOTS-0 1 2}" bash scripts/check.sh
+
+check-vmm: all vmm
+	@BOOTS=3 bash scripts/check.sh
 
 # Slower under KASAN and kmemleak: every test gets three times its timeout; 14G
 # of memory, or the KASAN shadow leaves node 0 room for one 1G page, not two.
