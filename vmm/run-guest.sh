@@ -165,11 +165,6 @@ if [ "$p1g" != - ]; then
 fi
 
 init=$(cat "$share/init-seconds" 2>/dev/null || echo -)
-# One line for bench/vmm.sh: backing, RAM, seconds to init (guest uptime) and
-# in all, memfill's first (faulting) and second write pass, stage-2 counts.
-w1=$(sed -n 's/.*memfill: pass 1: .* written in \([0-9.]*\) s.*/\1/p' "$out/console.log")
-w2=$(sed -n 's/.*memfill: pass 2: .* written in \([0-9.]*\) s.*/\1/p' "$out/console.log")
-echo "$backing,$mem,$init,$secs,${w1:--},${w2:--},$p1g,$p2m,$p4k" >"$out/summary.csv"
 echo "run-guest: $backing, $mem: init at ${init}s of guest uptime, $secs s in all;" \
 	"stage-2 pages_1g $p1g pages_2m $p2m pages_4k $p4k"
 grep -h "memfill: pass" "$out/console.log" | sed 's/^/run-guest:   /'
