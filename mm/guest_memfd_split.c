@@ -496,14 +496,19 @@ EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_page_hwpoisoned);
  *				     page has a poisoned page.
  * @folio: a hugetlb folio or a piece.
  *
- * Return: true if a page of @folio is poisoned. A piece's pages are looked at
- * one by one.
+ * A large piece is marked when it is made over a poisoned page
+ * (gmem_prep_folio()) and when memory failure poisons one of its pages
+ * (zap_inaccessible_page(), under the folio lock, before it zaps the
+ * page's mappings), so the answer costs one flag, not a look at each of a
+ * 1G piece's 262144 struct pages on every stage-2 fault.
+ *
+ * Return: true if a page of @folio is poisoned.
  */
 bool gmem_hugetlb_folio_hwpoisoned(struct folio *folio)
 {
 	if (folio_test_hugetlb(folio) || !folio_test_large(folio))
 		return folio_test_hwpoison(folio);
-	return gmem_pages_hwpoisoned(&folio->page, folio_order(folio));
+	return folio_test_has_hwpoisoned(folio);
 }
 EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_folio_hwpoisoned);
 
