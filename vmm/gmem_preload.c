@@ -22,7 +22,9 @@
  * KVM_SET_USER_MEMORY_REGION2 with the binding.  A slot KVM cannot bind
  * (read-only or dirty-logged, or an alias of a file range another slot
  * holds) stays a plain userspace_addr slot, and the library says so on stderr.
- * Dirty logging is what live migration needs: it is not supported.
+ * KVM changes nothing of a bound slot but its deletion: turning dirty logging
+ * on, as live migration (or a framebuffer over this RAM) does, fails with
+ * EINVAL, and the library says why.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -42,6 +44,8 @@
 #define QEMU_MEMFD_NAME "memory-backend-memfd"
 #define MAX_FILES 8
 #define MAX_MAPS 32
+#define MAX_SLOTS 64
+#define __alias(symbol) __attribute__((alias(#symbol)))
 
 struct gmem_map {
 	uint64_t start, len, offset;
@@ -56,6 +60,9 @@ static int files[MAX_FILES];	/* descriptors that are guest_memfds */
 static int nr_files;
 static struct gmem_map maps[MAX_MAPS];
 static int nr_maps;
+static unsigned int bound[MAX_SLOTS];	/* slots bound to a guest_memfd */
+static int nr_bound;
+static int shift;			/* log2 of GMEM_PAGE_SIZE */
 
 static void say(const char *fmt, ...)
 {
@@ -87,18 +94,47 @@ static int holds(const int *set, int nr, int fd)
 }
 
 /* GMEM_PAGE_SIZE as log2 of bytes: 12 (4K, no huge pages), 21 or 30. */
-static int page_shift(void)
+__attribute__((constructor)) static void read_page_size(void)
 {
 	const char *s = getenv("GMEM_PAGE_SIZE");
 
 	if (!s || !strcmp(s, "1G"))
-		return 30;
-	if (!strcmp(s, "2M"))
-		return 21;
-	if (!strcmp(s, "4K"))
-		return 12;
-	say("GMEM_PAGE_SIZE=%s: use 4K, 2M or 1G\n", s);
-	exit(1);
+		shift = 30;
+	else if (!strcmp(s, "2M"))
+		shift = 21;
+	else if (!strcmp(s, "4K"))
+		shift = 12;
+	else {
+		say("GMEM_PAGE_SIZE=%s: use 4K, 2M or 1G\n", s);
+		exit(1);
+	}
+}
+
+static int holds_slot(unsigned int slot)
+{
+	for (int i = 0; i < nr_bound; i++)
+		if (bound[i] == slot)
+			return 1;
+	return 0;
+}
+
+static void forget_slot(unsigned int slot)
+{
+	for (int i = 0; i < nr_bound; i++) {
+		if (bound[i] == slot) {
+			bound[i] = bound[--nr_bound];
+			return;
+		}
+	}
+}
+
+/* Forget the mappings that overlap [@start, @start + @len). */
+static void forget_maps(uint64_t start, uint64_t len)
+{
+	for (int i = 0; i < nr_maps; i++) {
+		if (maps[i].start < start + len && start < maps[i].start + maps[i].len)
+			maps[i--] = maps[--nr_maps];
+	}
 }
 
 int memfd_create(const char *name, unsigned int flags)
@@ -121,26 +157,31 @@ static int become_guest_memfd(int fd, off_t size)
 		.size = size,
 		.flags = GUEST_MEMFD_FLAG_MMAP | GUEST_MEMFD_FLAG_INIT_SHARED,
 	};
-	int shift = page_shift(), g;
+	int g, err;
 
 	if (shift > 12) {
 		gmem.flags |= GUEST_MEMFD_FLAG_HUGE_PAGES;
 		gmem.huge_page_size_log2 = shift;
 	}
-	if (vm_fd < 0) {
-		say("no KVM VM yet: QEMU must run with -accel kvm\n");
+	if (vm_fd < 0 || nr_files == MAX_FILES) {
+		say(vm_fd < 0 ? "no KVM VM yet: QEMU must run with -accel kvm\n" :
+				"more than %d memfd backends\n", MAX_FILES);
 		errno = ENODEV;
 		return -1;
 	}
 	g = syscall(SYS_ioctl, vm_fd, KVM_CREATE_GUEST_MEMFD, &gmem);
 	if (g < 0) {
-		say("KVM_CREATE_GUEST_MEMFD of %lld MiB, %s pages: %s\n",
-		    (long long)size >> 20, getenv("GMEM_PAGE_SIZE") ?: "1G",
-		    strerror(errno));
+		err = errno;
+		say("KVM_CREATE_GUEST_MEMFD of %lld MiB, %lu KiB pages: %s\n",
+		    (long long)size >> 20, (1UL << shift) >> 10, strerror(err));
+		errno = err;
 		return -1;
 	}
-	if (dup2(g, fd) < 0) {
+	/* The guest_memfd keeps the memfd's close-on-exec flag. */
+	if (dup3(g, fd, fcntl(fd, F_GETFD) & FD_CLOEXEC ? O_CLOEXEC : 0) < 0) {
+		err = errno;
 		close(g);
+		errno = err;
 		return -1;
 	}
 	close(g);
@@ -163,16 +204,17 @@ int ftruncate(int fd, off_t size)
 	return r;
 }
 
-int ftruncate64(int fd, off_t size) __attribute__((alias("ftruncate")));
+int ftruncate64(int fd, off_t size) __alias(ftruncate);
 
 void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t offset)
 {
 	void *p = (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, offset);
 
-	if (p == MAP_FAILED || fd < 0)
+	if (p == MAP_FAILED)
 		return p;
 	pthread_mutex_lock(&lock);
-	if (holds(files, nr_files, fd) && nr_maps < MAX_MAPS)
+	forget_maps((uintptr_t)p, len);
+	if (fd >= 0 && holds(files, nr_files, fd) && nr_maps < MAX_MAPS)
 		maps[nr_maps++] = (struct gmem_map){
 			.start = (uintptr_t)p, .len = len, .offset = offset, .fd = fd,
 		};
@@ -181,17 +223,12 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t offset)
 }
 
 void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t offset)
-	__attribute__((alias("mmap")));
+	__alias(mmap);
 
 int munmap(void *addr, size_t len)
 {
 	pthread_mutex_lock(&lock);
-	for (int i = 0; i < nr_maps; i++) {
-		if (maps[i].start == (uintptr_t)addr && maps[i].len == len) {
-			maps[i] = maps[--nr_maps];
-			break;
-		}
-	}
+	forget_maps((uintptr_t)addr, len);
 	pthread_mutex_unlock(&lock);
 	return syscall(SYS_munmap, addr, len);
 }
@@ -215,7 +252,18 @@ static int set_bound_region(int fd, const struct kvm_userspace_memory_region2 *r
 	const struct gmem_map *m;
 	int ret;
 
-	if (!r->memory_size || (r->flags & (KVM_MEM_READONLY | KVM_MEM_LOG_DIRTY_PAGES)))
+	if (!r->memory_size) {
+		forget_slot(r->slot);
+		return 1;
+	}
+	if (holds_slot(r->slot)) {
+		/* KVM changes nothing of a bound slot but its deletion. */
+		say("slot %u is bound to a guest_memfd: KVM cannot change its flags to %#x (dirty logging, live migration)\n",
+		    r->slot, r->flags);
+		errno = EINVAL;
+		return -1;
+	}
+	if (r->flags & (KVM_MEM_READONLY | KVM_MEM_LOG_DIRTY_PAGES))
 		return 1;
 	m = map_of(r->userspace_addr, r->memory_size);
 	if (!m)
@@ -230,6 +278,8 @@ static int set_bound_region(int fd, const struct kvm_userspace_memory_region2 *r
 		    (unsigned long long)r->memory_size >> 10, strerror(errno));
 		return 1;
 	}
+	if (!ret && nr_bound < MAX_SLOTS)
+		bound[nr_bound++] = r->slot;
 	if (!ret)
 		say("slot %u: gpa 0x%llx, %llu KiB, bound at offset 0x%llx\n",
 		    r->slot, (unsigned long long)b.guest_phys_addr,
