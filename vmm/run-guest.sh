@@ -8,7 +8,10 @@
 # BACKING: 1G (default), 2M or 4K guest_memfd (QEMU's memory-backend-memfd,
 # made a guest_memfd by vmm/gmem_preload.so), hugetlbfs-1G, hugetlbfs-2M
 # (QEMU's memory-backend-file) or anon (memory-backend-ram). OUT (default
-# /tmp/run-guest-BACKING) gets the console log and QEMU's stderr.
+# /tmp/run-guest-BACKING) gets the console log, QEMU's stderr (qemu.log), the
+# guest's results, summary.csv (one line: the times and counts printed at the
+# end, for bench/vmm.sh) and, for a guest killed at GUEST_TIMEOUT, where
+# QEMU's threads were (qemu-threads.txt).
 #
 # The guest (vmm/guest/init) writes and verifies a pattern over most of its
 # RAM, moves files through virtio-9p and waits; meanwhile this script reads
@@ -55,9 +58,28 @@ anon) ram="memory-backend-ram,id=ram0,size=$mem$prealloc" ;;
 esac
 
 rm -rf "$out"
-mkdir -p "$out/share"
-share=$out/share
-dd if=/dev/urandom of="$share/to-guest.bin" bs=1M count=16 2>/dev/null
+mkdir -p "$out"
+# A pool too small for the guest's RAM grows for this run (below), and gets
+# back to its size after it.
+pool_dir=
+grown=0
+shrink_pool() {
+	[ "$grown" -gt 0 ] || return 0
+	echo $(( $(cat "$pool_dir/nr_hugepages") - grown )) >"$pool_dir/nr_hugepages"
+	grown=0
+}
+cleanup() {
+	shrink_pool
+	# What the guest reported stays with the logs.
+	cp "$share/results" "$out/results" 2>/dev/null
+	rm -rf "$share"
+}
+trap cleanup EXIT
+# The directory QEMU serves over virtio-9p is in the test VM's tmpfs: on the
+# test VM's own 9p mount, each of the guest's requests would wait for a round
+# trip to the host's QEMU too.
+share=$(mktemp -d /tmp/run-guest-share.XXXXXX)
+dd if=/dev/urandom of="$share/to-guest.bin" bs=1M count=4 2>/dev/null
 sha256sum <"$share/to-guest.bin" >"$share/to-guest.sha256"
 reboot=-no-reboot
 if [ "${RESET:-0}" = 1 ]; then
@@ -65,14 +87,10 @@ if [ "${RESET:-0}" = 1 ]; then
 	reboot=
 fi
 
-# A pool too small for the guest's RAM grows for this run, and gets back to its
-# size after it (an error once QEMU runs would fail the run the same way).
-pool_dir=
 case "$backing" in
 1G|hugetlbfs-1G) pool_dir=/sys/kernel/mm/hugepages/hugepages-1048576kB ;;
 2M|hugetlbfs-2M) pool_dir=/sys/kernel/mm/hugepages/hugepages-2048kB ;;
 esac
-grown=0
 if [ -n "$pool_dir" ]; then
 	kib=${pool_dir##*-}
 	need=$(( mem_gib * 1024 * 1024 / ${kib%kB} ))
@@ -83,15 +101,10 @@ if [ -n "$pool_dir" ]; then
 		grown=$(( $(cat "$pool_dir/nr_hugepages") - nr ))
 	fi
 fi
-shrink_pool() {
-	[ "$grown" -gt 0 ] || return 0
-	echo $(( $(cat "$pool_dir/nr_hugepages") - grown )) >"$pool_dir/nr_hugepages"
-	grown=0
-}
-trap shrink_pool EXIT
 
 before=$(pools)
-start=$(date +%s)
+# Seconds since QEMU started, to the hundredth (the test VM's uptime).
+uptime0=$(cut -d' ' -f1 /proc/uptime)
 # shellcheck disable=SC2086
 "$qemu" -accel kvm -cpu qemu64 -machine q35,smm=off,memory-backend=ram0 \
 	-m "$mem" -smp 1 -nodefaults -display none -monitor none $reboot \
@@ -105,13 +118,20 @@ pid=$!
 fails=0
 fail() { echo "run-guest: FAIL: $*"; fails=$((fails + 1)); }
 alive() { kill -0 "$pid" 2>/dev/null; }
+elapsed() { awk -v t0="$uptime0" '{ printf "%.2f", $1 - t0 }' /proc/uptime; }
+late() { awk -v e="$(elapsed)" -v t="$tmo" 'BEGIN { exit !(e >= t) }'; }
 
-# The stage-2 counts, once the guest has touched its memory.
-while alive && [ ! -e "$share/ready" ] && [ $(($(date +%s) - start)) -lt "$tmo" ]; do
-	sleep 1
+# When the guest's kernel prints its first line, when its init starts, and
+# when it has touched its memory; then the stage-2 counts.
+t_kernel=- t_init=- t_ready=-
+while alive && [ "$t_ready" = - ] && ! late; do
+	[ "$t_kernel" = - ] && [ -s "$out/console.log" ] && t_kernel=$(elapsed)
+	[ "$t_init" = - ] && [ -e "$share/init-seconds" ] && t_init=$(elapsed)
+	[ -e "$share/ready" ] && t_ready=$(elapsed)
+	sleep 0.2
 done
 p4k=- p2m=- p1g=-
-if [ -e "$share/ready" ]; then
+if [ "$t_ready" != - ]; then
 	d=$(ls -d /sys/kernel/debug/kvm/"$pid"-* 2>/dev/null | head -n 1)
 	if [ -n "$d" ]; then
 		p4k=$(cat "$d/pages_4k") p2m=$(cat "$d/pages_2m") p1g=$(cat "$d/pages_1g")
@@ -120,16 +140,21 @@ if [ -e "$share/ready" ]; then
 	fi
 	touch "$share/go"
 fi
-while alive && [ $(($(date +%s) - start)) -lt "$tmo" ]; do
-	sleep 1
+while alive && ! late; do
+	sleep 0.2
 done
 if alive; then
-	fail "guest still running after ${tmo}s; killed"
+	# Where each of QEMU's threads is, for the report.
+	for t in /proc/"$pid"/task/*; do
+		echo "thread $(cat "$t/comm"): $(cat "$t/wchan" 2>/dev/null)"
+		sed 's/^/    /' "$t/stack" 2>/dev/null
+	done >"$out/qemu-threads.txt"
+	fail "guest still running after ${tmo}s; killed (QEMU's threads: $out/qemu-threads.txt)"
 	kill -9 "$pid"
 fi
 wait "$pid"
 rc=$?
-secs=$(($(date +%s) - start))
+t_exit=$(elapsed)
 after=$(pools)
 shrink_pool
 
@@ -164,10 +189,22 @@ if [ "$p1g" != - ]; then
 	esac
 fi
 
-init=$(cat "$share/init-seconds" 2>/dev/null || echo -)
-echo "run-guest: $backing, $mem: init at ${init}s of guest uptime, $secs s in all;" \
+echo "run-guest: $backing, $mem: seconds after QEMU started: kernel's console $t_kernel," \
+	"init $t_init (guest uptime $(cat "$share/init-seconds" 2>/dev/null || echo -))," \
+	"memory touched $t_ready, QEMU exited $t_exit;" \
 	"stage-2 pages_1g $p1g pages_2m $p2m pages_4k $p4k"
-grep -h "memfill: pass" "$out/console.log" | sed 's/^/run-guest:   /'
+grep -hE "memfill: pass|guest: virtio-" "$out/console.log" | sed 's/^/run-guest:   /'
+# One CSV line for bench/vmm.sh: the times above, memfill's, the counts.
+pass() { # N: memfill's write and verify seconds of pass N
+	sed -n "s/^memfill: pass $1: [0-9]* MiB written in \([0-9.]*\) s, verified in \([0-9.]*\) s.*/\1,\2/p" \
+		"$out/console.log" | head -n 1 | grep . || echo -,-
+}
+virtio() { # read|write: the guest's seconds to move 4 MiB that way
+	sed -n "s/^guest: virtio-$1: 4 MiB .* in \([0-9.]*\) s.*/\1/p" "$out/console.log" |
+		head -n 1 | grep . || echo -
+}
+echo "$backing,$mem_gib,$t_kernel,$t_init,$t_ready,$t_exit,$(pass 1),$(pass 2),$(virtio read),$(virtio write),$p1g,$p2m,$p4k" \
+	>"$out/summary.csv"
 grep -h "gmem_preload" "$out/qemu.log" | sed 's/^/run-guest:   /'
 echo "run-guest:   hugetlb pools when QEMU had exited: $after"
 if [ $fails -gt 0 ]; then
