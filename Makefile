@@ -148,7 +148,7 @@ perf: overlay
 	@$(MAKE) -s -C $(SRC)/tools/perf O=$(BUILD)/perf -j$(JOBS) $(PERF_FLAGS) perf \
 		>$(BUILD)/perf.log 2>&1 || { tail -n 40 $(BUILD)/perf.log; exit 1; }
 
-bench: all perf $(BENCH_PROGS)
+bench: all perf $(BENCH_PROGS) vmm
 	@bash scripts/bench.sh
 
 vm-run: all

@@ -2,7 +2,8 @@
 #   gnuplot -e "dir='results/DATE'" bench/plot.gp
 # faults_per_gib.png: stage-2 faults per GiB taken by each backing, against
 # the physical limit; conversion_latency.png: median and p99 latency of each
-# conversion, per backing.
+# conversion, per backing; vmm.png: QEMU boot to the guest's init and the
+# guest's memory passes, per backing (bench/vmm.sh).
 set datafile separator ','
 set terminal pngcairo size 1200,700 font ',10' noenhanced
 set style data histograms
@@ -32,3 +33,12 @@ lat = '< grep -v "conversions with" '.dir.'/conversion_latency.csv'
 plot lat using ($4 * 1e6):xtic(substr(stringcolumn(1), 13, 99).': '.stringcolumn(2)) skip 1 \
 	title 'median', \
      '' using ($5 * 1e6) skip 1 title 'p99'
+
+set output dir.'/vmm.png'
+set title 'QEMU boots a guest with 2 GiB of RAM on each backing (log scale; lower is better)'
+set logscale y
+set yrange [*:*]
+set ylabel 'seconds'
+plot dir.'/vmm.csv' using 4:xtic(1) skip 1 title 'QEMU start to guest init', \
+     '' using 7 skip 1 title 'write pass 1 (faults memory in)', \
+     '' using 9 skip 1 title 'write pass 2 (re-touches it)'

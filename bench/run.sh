@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs in the test VM (scripts/bench.sh boots it): the capabilities, the
 # fault-in benchmark with perf counting KVM's page faults, then the
-# conversion benchmark; their CSVs go to the run's output directory.
+# conversion benchmark, then QEMU booting a guest on each backing
+# (bench/vmm.sh); their CSVs go to the run's output directory.
 # FAULT_IN_ARGS, CONVERT_ARGS: extra arguments (e.g. "-s 2048 -v 2").
 set -e
 echo "kernel: $(uname -r)"
@@ -14,3 +15,5 @@ echo
 echo
 # shellcheck disable=SC2086
 ./build/bench/convert -o /mnt/out ${CONVERT_ARGS:-}
+echo
+sh bench/vmm.sh /mnt/out

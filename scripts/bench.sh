@@ -8,19 +8,28 @@ out=$top/build/bench-run
 dest=$top/results/$(date -u +%Y%m%dT%H%M%SZ)
 
 OUT=$out TIMEOUT=${TIMEOUT:-1800} "$top/scripts/vm-run.sh" \
-	"FAULT_IN_ARGS='${FAULT_IN_ARGS:-}' CONVERT_ARGS='${CONVERT_ARGS:-}' sh bench/run.sh"
+	"FAULT_IN_ARGS='${FAULT_IN_ARGS:-}' CONVERT_ARGS='${CONVERT_ARGS:-}' VMM_BACKINGS='${VMM_BACKINGS:-}' sh bench/run.sh"
 
 mkdir -p "$dest"
 cp "$out"/*.csv "$dest/"
+# Each nested guest's logs (bench/vmm.sh), without the files it moved.
+for d in "$out"/vmm/*/; do
+	b=$(basename "$d")
+	mkdir -p "$dest/vmm/$b"
+	cp "$d"/*.log "$dest/vmm/$b/"
+done
+cp "$out"/vmm/*.log "$dest/vmm/"
 {
 	echo "kernel=$(cat "$top/build/kernelrelease")"
 	echo "qemu=$(qemu-system-x86_64 --version | head -n 1)"
 	echo "accel=${ACCEL:-tcg,thread=multi}"
+	echo "nested_qemu=$("$top/build/qemu/qemu-system-x86_64" --version | head -n 1)"
+	echo "vmm_backings=${VMM_BACKINGS:-}"
 	echo "fault_in_args=${FAULT_IN_ARGS:-}"
 	echo "convert_args=${CONVERT_ARGS:-}"
 	echo "note=times under emulation compare only as ratios within one run"
 } >"$dest/params.txt"
-# Plots of the run: faults per GiB, conversion latency.
+# Plots of the run: faults per GiB, conversion latency, the nested guest.
 bash "$top/scripts/deps.sh" gnuplot-nox
 gnuplot -e "dir='$dest'" "$top/bench/plot.gp"
-echo "bench: results in ${dest#"$top"/} (CSV, params.txt, faults_per_gib.png, conversion_latency.png)"
+echo "bench: results in ${dest#"$top"/} (CSV, params.txt, faults_per_gib.png, conversion_latency.png, vmm.png)"
