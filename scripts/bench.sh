@@ -8,23 +8,25 @@ out=$top/build/bench-run
 dest=$top/results/$(date -u +%Y%m%dT%H%M%SZ)
 
 OUT=$out TIMEOUT=${TIMEOUT:-1800} "$top/scripts/vm-run.sh" \
-	"FAULT_IN_ARGS='${FAULT_IN_ARGS:-}' CONVERT_ARGS='${CONVERT_ARGS:-}' VMM_BACKINGS='${VMM_BACKINGS:-}' sh bench/run.sh"
+	"FAULT_IN_ARGS='${FAULT_IN_ARGS:-}' CONVERT_ARGS='${CONVERT_ARGS:-}' VMM_BENCH='${VMM_BENCH:-1}' VMM_BACKINGS='${VMM_BACKINGS:-}' sh bench/run.sh"
 
 mkdir -p "$dest"
 cp "$out"/*.csv "$dest/"
 # Each nested guest's logs (bench/vmm.sh), without the files it moved.
-for d in "$out"/vmm/*/; do
-	b=$(basename "$d")
-	mkdir -p "$dest/vmm/$b"
-	cp "$d"/*.log "$dest/vmm/$b/"
-done
-cp "$out"/vmm/*.log "$dest/vmm/"
+if [ -d "$out/vmm" ]; then
+	for d in "$out"/vmm/*/; do
+		b=$(basename "$d")
+		mkdir -p "$dest/vmm/$b"
+		cp "$d"/*.log "$dest/vmm/$b/"
+	done
+	cp "$out"/vmm/*.log "$dest/vmm/"
+fi
 {
 	echo "kernel=$(cat "$top/build/kernelrelease")"
 	echo "qemu=$(qemu-system-x86_64 --version | head -n 1)"
 	echo "accel=${ACCEL:-tcg,thread=multi}"
 	echo "nested_qemu=$("$top/build/qemu/qemu-system-x86_64" --version | head -n 1)"
-	echo "vmm_backings=${VMM_BACKINGS:-}"
+	echo "vmm_bench=${VMM_BENCH:-1} vmm_backings=${VMM_BACKINGS:-}"
 	echo "fault_in_args=${FAULT_IN_ARGS:-}"
 	echo "convert_args=${CONVERT_ARGS:-}"
 	echo "note=times under emulation compare only as ratios within one run"
