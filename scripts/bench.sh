@@ -34,4 +34,4 @@ fi
 # Plots of the run: faults per GiB, conversion latency, the nested guest.
 bash "$top/scripts/deps.sh" gnuplot-nox
 gnuplot -e "dir='$dest'" "$top/bench/plot.gp"
-echo "bench: results in ${dest#"$top"/} (CSV, params.txt, faults_per_gib.png, conversion_latency.png, vmm.png)"
+echo "bench: results in ${dest#"$top"/} (CSV, params.txt and the PNGs)"
