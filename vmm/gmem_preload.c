@@ -98,13 +98,13 @@ __attribute__((constructor)) static void read_page_size(void)
 {
 	const char *s = getenv("GMEM_PAGE_SIZE");
 
-	if (!s || !strcmp(s, "1G"))
+	if (!s || !strcmp(s, "1G")) {
 		shift = 30;
-	else if (!strcmp(s, "2M"))
+	} else if (!strcmp(s, "2M")) {
 		shift = 21;
-	else if (!strcmp(s, "4K"))
+	} else if (!strcmp(s, "4K")) {
 		shift = 12;
-	else {
+	} else {
 		say("GMEM_PAGE_SIZE=%s: use 4K, 2M or 1G\n", s);
 		exit(1);
 	}
@@ -258,7 +258,7 @@ static int set_bound_region(int fd, const struct kvm_userspace_memory_region2 *r
 	}
 	if (holds_slot(r->slot)) {
 		/* KVM changes nothing of a bound slot but its deletion. */
-		say("slot %u is bound to a guest_memfd: KVM cannot change its flags to %#x (dirty logging, live migration)\n",
+		say("slot %u is bound to a guest_memfd: KVM cannot change its flags to %#x\n",
 		    r->slot, r->flags);
 		errno = EINVAL;
 		return -1;
