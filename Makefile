@@ -101,13 +101,16 @@ check-vmm: all vmm
 # nested guest of a test that rebuilds stage 2 while vCPUs run is, rarely,
 # reported triple-faulted (README, "make check-debug").
 # The in-place conversion boots of tests.list (0: KUnit, our tests and
-# upstream's that run with it; 2: the stress test), to keep CI under its
-# budget; the VM-wide boot (1: upstream's v7.3 guards, which make check runs)
-# is opt-in: CHECK_DEBUG_BOOTS='0 1 2'.
+# upstream's that run with it; 2: the stress test and the tests that balance
+# it), to keep CI under its budget; the VM-wide boot (1: upstream's v7.3
+# guards, which make check runs) is opt-in: CHECK_DEBUG_BOOTS='0 1 2'.
+# Boot 2 runs concurrently with the others (each QEMU takes one core):
+# CHECK_DEBUG_CONCURRENT= runs the boots one after the other.
 CHECK_DEBUG_BOOTS ?= 0 2
+CHECK_DEBUG_CONCURRENT ?= 2
 check-debug: all kernel-debug
 	@ACCEL=$${ACCEL:-tcg,thread=single} MEM=14G KERNEL=$(DEBUG_OBJ)/arch/x86/boot/bzImage CHECK_OUT=$(BUILD)/check-debug \
-		TIMEOUT_SCALE=3 BOOTS='$(CHECK_DEBUG_BOOTS)' bash scripts/check.sh
+		TIMEOUT_SCALE=3 BOOTS='$(CHECK_DEBUG_BOOTS)' CONCURRENT_BOOTS='$(CHECK_DEBUG_CONCURRENT)' bash scripts/check.sh
 
 # Benchmarks: C programs built against the KVM selftest library (the objects
 # the selftests build left in build/selftests/lib), static, run in the test VM.

@@ -14,6 +14,9 @@
 # For the debug kernel (`make check-debug`): KERNEL (the bzImage), CHECK_OUT
 # (the output directory) and TIMEOUT_SCALE (multiplies every test's timeout);
 # a kmemleak scan after the tests fails the run if a leak involves our code.
+# CONCURRENT_BOOTS="2" starts those boots first, in the background, and runs
+# the others meanwhile: for QEMUs that each use one core (single-threaded
+# TCG, as make check-debug runs) on a machine with two.
 set -uo pipefail
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,8 +42,10 @@ selected() { # NAME
 # boot of their own, with ARGS on the kernel command line (tests before the
 # first such line run in the first boot). The KUnit suites run in the first
 # boot. Each boot's time budget: its tests' own timeouts, plus boot and KUnit.
-# An ARG "qemu-accel=A" is no kernel argument: that boot runs QEMU with -accel A
-# (the others with ACCEL, default multi-threaded TCG).
+# ARGs "qemu-accel=A", "qemu-mem=M", "qemu-nodes=N" and "qemu-1g-pages=P" are
+# no kernel arguments: that boot runs QEMU with -accel A (the others with
+# ACCEL, default multi-threaded TCG), M of memory over N NUMA nodes and P 1G
+# pages in the pool (the others with vm-run.sh's defaults, or MEM).
 seen=-1
 boot_args=() budgets=() ntests=()
 while read -r name tmo rest; do
@@ -66,7 +71,36 @@ boot_selected() { # B
 	return 1
 }
 not_run=()
-for ((b = 0; b < nboots; b++)); do
+
+# Boot B: its tests, in the test VM, into $out/bootB.
+run_boot() { # B EXTRA ACCEL
+	local b=$1 extra=$2 accel=$3 budget vm_env=()
+	for arg in ${boot_args[b]:-}; do
+		case "$arg" in
+		qemu-mem=*) vm_env+=("MEM=${arg#qemu-mem=}") ;;
+		qemu-nodes=*) vm_env+=("NUMA_NODES=${arg#qemu-nodes=}") ;;
+		qemu-1g-pages=*) vm_env+=("HUGEPAGES_1G=${arg#qemu-1g-pages=}") ;;
+		esac
+	done
+	budget=${CHECK_TIMEOUT:-${budgets[b]:-240}}
+	echo "check: boot $b: booting ${KERNEL:-the test kernel} ($(cat "$top/build/kernelrelease" 2>/dev/null)) with '$extra'${accel:+ under -accel $accel}${vm_env[0]+ (${vm_env[*]})}; guest time limit ${budget}s"
+	env ${vm_env[@]+"${vm_env[@]}"} OUT="$out/boot$b" TIMEOUT=$budget CMDLINE_EXTRA="$extra" ACCEL="$accel" \
+		"$top/scripts/vm-run.sh" \
+		"sh scripts/guest/run-tests.sh tests.list build/selftests /mnt/out '$filter' $scale $b"
+}
+
+boot_concurrent() { # B
+	case " ${CONCURRENT_BOOTS:-} " in *" $1 "*) return 0 ;; esac
+	return 1
+}
+
+# The boots to run: concurrent ones first, each in the background with its
+# output in $out/bootB.out, shown when it ends.
+order=()
+for ((b = 0; b < nboots; b++)); do boot_concurrent $b && order+=("$b"); done
+for ((b = 0; b < nboots; b++)); do boot_concurrent $b || order+=("$b"); done
+pids=() boot_extra=()
+for b in "${order[@]}"; do
 	if ! boot_selected $b; then
 		echo "check: boot $b (${boot_args[b]:-}) not run: BOOTS='$BOOTS'"
 		continue
@@ -77,6 +111,7 @@ for ((b = 0; b < nboots; b++)); do
 	for arg in ${boot_args[b]:-}; do
 		case "$arg" in
 		qemu-accel=*) accel=${arg#qemu-accel=} ;;
+		qemu-*) ;;
 		*) extra+="${extra:+ }$arg" ;;
 		esac
 	done
@@ -85,18 +120,31 @@ for ((b = 0; b < nboots; b++)); do
 	elif [ -n "$filter" ] && [ "$filter" = "${filter%% *}" ]; then
 		extra+=" kunit.filter_glob=$filter"
 	fi
-	budget=${CHECK_TIMEOUT:-${budgets[b]:-240}}
+	boot_extra[b]=$extra
+	if boot_concurrent $b; then
+		echo "check: boot $b runs in the background (CONCURRENT_BOOTS='$CONCURRENT_BOOTS'), output in $out/boot$b.out"
+		run_boot $b "$extra" "$accel" >"$out/boot$b.out" 2>&1 </dev/null &
+		pids[b]=$!
+	else
+		run_boot $b "$extra" "$accel" || vm_rc=$?
+	fi
+done
+for b in "${!pids[@]}"; do
+	wait "${pids[b]}" || vm_rc=$?
+	echo "check: boot $b (in the background) ended; its output:"
+	cat "$out/boot$b.out"
+done
+
+# Each boot's results, tests' logs, leaks and console, in boot order.
+for ((b = 0; b < nboots; b++)); do
 	bout=$out/boot$b
-	echo "check: boot $b: booting ${KERNEL:-the test kernel} ($(cat "$top/build/kernelrelease" 2>/dev/null)) with '$extra'${accel:+ under -accel $accel}; guest time limit ${budget}s"
-	OUT=$bout TIMEOUT=$budget CMDLINE_EXTRA=$extra ACCEL=$accel "$top/scripts/vm-run.sh" \
-		"sh scripts/guest/run-tests.sh tests.list build/selftests /mnt/out '$filter' $scale $b" ||
-		vm_rc=$?
+	[ -n "${boot_extra[b]+set}" ] || continue
 	cat "$bout/results" >>"$out/results" 2>/dev/null
 	cp "$bout"/tests/*.log "$out/tests/" 2>/dev/null
 	if [ -f "$bout/kmemleak.txt" ]; then
 		cat "$bout/kmemleak.txt" >>"$out/kmemleak.txt"
 	fi
-	{ echo "=== check: boot $b ($extra)"; cat "$bout/console.log" 2>/dev/null; } >>"$out/console.log"
+	{ echo "=== check: boot $b (${boot_extra[b]})"; cat "$bout/console.log" 2>/dev/null; } >>"$out/console.log"
 done
 
 pass=() fail=() skip=()

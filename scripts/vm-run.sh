@@ -35,9 +35,9 @@ if [ ! -f "$initramfs" ] || [ "$top/scripts/guest/init" -nt "$initramfs" ]; then
 	cp /bin/busybox "$root/bin/busybox"
 	ln -s busybox "$root/bin/sh"
 	cp "$top/scripts/guest/init" "$root/init"
-	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$initramfs.tmp"
+	(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$initramfs.tmp.$$"
 	rm -rf "$root"
-	mv "$initramfs.tmp" "$initramfs"
+	mv "$initramfs.tmp.$$" "$initramfs"
 fi
 
 rm -rf "$out"
