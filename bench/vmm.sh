@@ -18,35 +18,6 @@ out=${1:?usage: bench/vmm.sh OUT}
 mkdir -p "$out/vmm"
 csv=$out/vmm.csv
 echo "backing,ram_gib,kernel_s,init_s,ready_s,exit_s,write1_s,verify1_s,write2_s,verify2_s,virtio_read_s,virtio_write_s,pages_1g,pages_2m,pages_4k" >"$csv"
-
-# Every page of the 2M and 1G pools, grown to what a guest needs, is written
-# once before the first guest: QEMU backs the test VM's RAM on first touch,
-# and whichever backing first ran on a pool page would pay for it (the 2M
-# guest_memfd row, first on the 2M pool, took 1.4x and 2.1x the hugetlbfs 2M
-# row's first pass). fallocate() on hugetlbfs zeroes each page it allocates.
-# The pools are put back to their size at the end.
-ram_mib=${GUEST_MEM:-2G}
-ram_mib=$(( ${ram_mib%G} * 1024 ))
-pool_sizes=
-warm_pool() { # KIB
-	d=/sys/kernel/mm/hugepages/hugepages-$1kB
-	nr=$(cat "$d/nr_hugepages")
-	pool_sizes="$pool_sizes $1:$nr"
-	need=$(( ram_mib * 1024 / $1 ))
-	free=$(( $(cat "$d/free_hugepages") - $(cat "$d/resv_hugepages") ))
-	[ "$free" -lt "$need" ] && echo $((nr + need - free)) >"$d/nr_hugepages"
-	free=$(( $(cat "$d/free_hugepages") - $(cat "$d/resv_hugepages") ))
-	mnt=$(mktemp -d)
-	mount -t hugetlbfs -o pagesize=$1K none "$mnt" &&
-		fallocate -l $((free * $1))K "$mnt/warm" &&
-		echo "bench-vmm: wrote the $free free pages of the $1 KiB pool once"
-	rm -f "$mnt/warm"
-	umount "$mnt"
-	rmdir "$mnt"
-}
-warm_pool 2048
-warm_pool 1048576
-
 rc=0
 for b in ${VMM_BACKINGS:-4K 2M 1G hugetlbfs-2M hugetlbfs-1G anon}; do
 	echo "bench-vmm: $b"
@@ -66,9 +37,6 @@ for b in ${VMM_BACKINGS:-4K 2M 1G hugetlbfs-2M hugetlbfs-1G anon}; do
 		tail -n 25 "$out/vmm/$b.log"
 		rc=1
 	fi
-done
-for p in $pool_sizes; do
-	echo "${p#*:}" >"/sys/kernel/mm/hugepages/hugepages-${p%%:*}kB/nr_hugepages"
 done
 echo
 awk -F, '

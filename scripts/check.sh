@@ -72,14 +72,17 @@ boot_selected() { # B
 }
 not_run=()
 
-# Boot B: its tests, in the test VM, into $out/bootB.
-run_boot() { # B EXTRA ACCEL
-	local b=$1 extra=$2 accel=$3 budget vm_env=()
+# Boot B: its tests, in the test VM, into $out/bootB. Its qemu-* arguments
+# become vm-run.sh's environment, the others its kernel command line EXTRA.
+run_boot() { # B EXTRA
+	local b=$1 extra=$2 accel=${ACCEL:-} budget vm_env=()
 	for arg in ${boot_args[b]:-}; do
 		case "$arg" in
+		qemu-accel=*) accel=${arg#qemu-accel=} ;;
 		qemu-mem=*) vm_env+=("MEM=${arg#qemu-mem=}") ;;
 		qemu-nodes=*) vm_env+=("NUMA_NODES=${arg#qemu-nodes=}") ;;
 		qemu-1g-pages=*) vm_env+=("HUGEPAGES_1G=${arg#qemu-1g-pages=}") ;;
+		qemu-*) echo "check: boot $b: unknown argument $arg in tests.list"; return 2 ;;
 		esac
 	done
 	budget=${CHECK_TIMEOUT:-${budgets[b]:-240}}
@@ -107,10 +110,9 @@ for b in "${order[@]}"; do
 	fi
 	# The first boot always runs, for KUnit; the others only with tests.
 	[ $b -gt 0 ] && [ "${ntests[b]:-0}" -eq 0 ] && continue
-	extra= accel=${ACCEL:-}
+	extra=
 	for arg in ${boot_args[b]:-}; do
 		case "$arg" in
-		qemu-accel=*) accel=${arg#qemu-accel=} ;;
 		qemu-*) ;;
 		*) extra+="${extra:+ }$arg" ;;
 		esac
@@ -123,10 +125,10 @@ for b in "${order[@]}"; do
 	boot_extra[b]=$extra
 	if boot_concurrent $b; then
 		echo "check: boot $b runs in the background (CONCURRENT_BOOTS='$CONCURRENT_BOOTS'), output in $out/boot$b.out"
-		run_boot $b "$extra" "$accel" >"$out/boot$b.out" 2>&1 </dev/null &
+		run_boot $b "$extra" >"$out/boot$b.out" 2>&1 </dev/null &
 		pids[b]=$!
 	else
-		run_boot $b "$extra" "$accel" || vm_rc=$?
+		run_boot $b "$extra" || vm_rc=$?
 	fi
 done
 for b in "${!pids[@]}"; do

@@ -48,7 +48,7 @@
 #define __alias(symbol) __attribute__((alias(#symbol)))
 
 struct gmem_map {
-	uint64_t start, len, offset;
+	__u64 start, len, offset;
 	int fd;
 };
 
@@ -129,7 +129,7 @@ static void forget_slot(unsigned int slot)
 }
 
 /* Forget the mappings that overlap [@start, @start + @len). */
-static void forget_maps(uint64_t start, uint64_t len)
+static void forget_maps(__u64 start, __u64 len)
 {
 	for (int i = 0; i < nr_maps; i++) {
 		if (maps[i].start < start + len && start < maps[i].start + maps[i].len)
@@ -233,7 +233,7 @@ int munmap(void *addr, size_t len)
 	return syscall(SYS_munmap, addr, len);
 }
 
-static const struct gmem_map *map_of(uint64_t uaddr, uint64_t size)
+static const struct gmem_map *map_of(__u64 uaddr, __u64 size)
 {
 	for (int i = 0; i < nr_maps; i++)
 		if (uaddr >= maps[i].start &&
