@@ -62,6 +62,8 @@ struct gmem_split_record {
 #endif
 	/* HVO was undone by the split, to be redone by the merge. */
 	bool vmemmap_restored;
+	/* When the split happened or its shareability last changed (jiffies). */
+	unsigned long changed;
 	/*
 	 * Once truncation took the huge page out of the file with a piece
 	 * still referenced (an orphan): its pages, until they are freed.
@@ -345,6 +347,7 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 		rec = kzalloc_obj(*rec, GFP_KERNEL_ACCOUNT);
 		if (!rec)
 			return -ENOMEM;
+		rec->changed = jiffies;
 		r = xa_insert(&gh->split, gmem_huge_index(gh, index), rec,
 			      GFP_KERNEL_ACCOUNT);
 		if (r)
@@ -722,6 +725,105 @@ bool gmem_hugetlb_is_split(struct gmem_hugetlb *gh, pgoff_t index)
 	return xa_load(&gh->split, gmem_huge_index(gh, index));
 }
 EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_is_split);
+
+/**
+ * gmem_hugetlb_note_change() - Note that a split huge page changes now.
+ * @gh: the file's hugetlb backing.
+ * @index: an index of the huge page.
+ *
+ * Its caller converts part of the huge page, or puts its shape back: the
+ * time gmem_hugetlb_split_since() reports, which a merge policy with
+ * hysteresis measures from.  Nothing happens if the huge page is not split.
+ * The caller holds the file's invalidate lock.
+ */
+void gmem_hugetlb_note_change(struct gmem_hugetlb *gh, pgoff_t index)
+{
+	struct gmem_split_record *rec;
+
+	rec = xa_load(&gh->split, gmem_huge_index(gh, index));
+	if (rec)
+		WRITE_ONCE(rec->changed, jiffies);
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_note_change);
+
+/**
+ * gmem_hugetlb_split_since() - Since when a huge page has been as it is.
+ * @gh: the file's hugetlb backing.
+ * @index: an index of the huge page.
+ * @since: set to the jiffies of its split or of its last change noted by
+ *	   gmem_hugetlb_note_change().
+ * @vmemmap_bytes: set to the struct page memory its split restored, which its
+ *		   merge gives back.
+ *
+ * Return: true if the huge page is split, else false (@since and
+ * @vmemmap_bytes untouched).
+ */
+bool gmem_hugetlb_split_since(struct gmem_hugetlb *gh, pgoff_t index,
+			      unsigned long *since, unsigned long *vmemmap_bytes)
+{
+	struct gmem_split_record *rec;
+
+	rec = xa_load(&gh->split, gmem_huge_index(gh, index));
+	if (!rec)
+		return false;
+	*since = READ_ONCE(rec->changed);
+	*vmemmap_bytes = rec->vmemmap_restored ?
+			 hugetlb_vmemmap_optimizable_size(gh->h) : 0;
+	return true;
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_split_since);
+
+/**
+ * gmem_hugetlb_block_mappable() - Whether a block of a split huge page may be
+ *				   mapped as one, over its pieces.
+ * @gh: the file's hugetlb backing.
+ * @mapping: the file's mapping.
+ * @index: the first index of the block, aligned to its size.
+ * @order: the block's order, at most the huge page's.
+ *
+ * The pieces of a split huge page are its memory, in place and contiguous, so
+ * a block of them can be mapped by one huge mapping (a stage-2 one: the pfns
+ * are what matters) as long as every piece is in the page cache, none is
+ * frozen by a split or a merge in progress, and no page is poisoned. The
+ * caller holds the file's invalidate lock, which keeps splits and merges out
+ * until its mapping is installed or invalidated.
+ *
+ * Return: true if the block may be mapped whole.
+ */
+bool gmem_hugetlb_block_mappable(struct gmem_hugetlb *gh,
+				 struct address_space *mapping, pgoff_t index,
+				 unsigned int order)
+{
+	pgoff_t next = index, end = index + (1UL << order);
+	XA_STATE(xas, &mapping->i_pages, index);
+	unsigned long pfn = 0;
+	struct folio *folio;
+	bool mappable = true;
+
+	lockdep_assert_held(&mapping->invalidate_lock);
+	if (order > gmem_hugetlb_order(gh) || !IS_ALIGNED(index, 1UL << order))
+		return false;
+
+	rcu_read_lock();
+	xas_for_each(&xas, folio, end - 1) {
+		if (xas_retry(&xas, folio))
+			continue;
+		if (xa_is_value(folio) || folio->index != next ||
+		    folio_test_hugetlb(folio) || !folio_ref_count(folio) ||
+		    (next != index && folio_pfn(folio) != pfn + (next - index)) ||
+		    gmem_hugetlb_folio_hwpoisoned(folio)) {
+			mappable = false;
+			break;
+		}
+		if (next == index)
+			pfn = folio_pfn(folio);
+		next = folio_next_index(folio);
+	}
+	rcu_read_unlock();
+
+	return mappable && next == end;
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_block_mappable);
 
 /**
  * gmem_hugetlb_split_stats() - How many huge pages of a file are split.

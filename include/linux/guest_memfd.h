@@ -40,6 +40,12 @@ int gmem_hugetlb_join(struct gmem_hugetlb *gh, struct address_space *mapping,
 bool gmem_hugetlb_is_split(struct gmem_hugetlb *gh, pgoff_t index);
 unsigned long gmem_hugetlb_split_stats(struct gmem_hugetlb *gh,
 				       unsigned long *vmemmap_bytes);
+void gmem_hugetlb_note_change(struct gmem_hugetlb *gh, pgoff_t index);
+bool gmem_hugetlb_split_since(struct gmem_hugetlb *gh, pgoff_t index,
+			      unsigned long *since, unsigned long *vmemmap_bytes);
+bool gmem_hugetlb_block_mappable(struct gmem_hugetlb *gh,
+				 struct address_space *mapping, pgoff_t index,
+				 unsigned int order);
 int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 			      struct address_space *mapping, pgoff_t index);
 bool gmem_hugetlb_page_hwpoisoned(struct folio *folio, struct page *page);
@@ -112,6 +118,25 @@ static inline unsigned long gmem_hugetlb_split_stats(struct gmem_hugetlb *gh,
 {
 	*vmemmap_bytes = 0;
 	return 0;
+}
+
+static inline void gmem_hugetlb_note_change(struct gmem_hugetlb *gh,
+					    pgoff_t index)
+{
+}
+
+static inline bool gmem_hugetlb_split_since(struct gmem_hugetlb *gh,
+					    pgoff_t index, unsigned long *since,
+					    unsigned long *vmemmap_bytes)
+{
+	return false;
+}
+
+static inline bool gmem_hugetlb_block_mappable(struct gmem_hugetlb *gh,
+					       struct address_space *mapping,
+					       pgoff_t index, unsigned int order)
+{
+	return false;
 }
 
 static inline int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,

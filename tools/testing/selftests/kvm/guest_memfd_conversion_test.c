@@ -139,6 +139,8 @@ struct gmem_fdinfo {
 	u64 huge_folios;		/* whole: hugetlb folios */
 	u64 split_huge_pages;
 	u64 split_vmemmap_bytes;	/* struct page memory the splits restored */
+	u64 unmerged_huge_pages;	/* split, though all private again */
+	u64 unmerged_vmemmap_bytes;	/* what their merges will give back */
 	char folio_orders[128];		/* "order:count ..." from the largest */
 };
 
@@ -157,6 +159,8 @@ static void read_gmem_fdinfo(int fd, struct gmem_fdinfo *info)
 		{ "gmem_huge_folios:", offsetof(struct gmem_fdinfo, huge_folios) },
 		{ "gmem_split_huge_pages:", offsetof(struct gmem_fdinfo, split_huge_pages) },
 		{ "gmem_split_vmemmap_bytes:", offsetof(struct gmem_fdinfo, split_vmemmap_bytes) },
+		{ "gmem_unmerged_huge_pages:", offsetof(struct gmem_fdinfo, unmerged_huge_pages) },
+		{ "gmem_unmerged_vmemmap_bytes:", offsetof(struct gmem_fdinfo, unmerged_vmemmap_bytes) },
 	};
 	char path[64], key[64], line[256];
 	unsigned long long val;
@@ -647,6 +651,106 @@ TEST_F_TIMEOUT(conv, mapping_levels_follow_shareability, GMEM_TEST_TIMEOUT)
 	assert_stage2_mappings(self->vm, nr_1g, nr_2m, base_4k, false);
 	if (variant->page_shift > 12)
 		assert_folios(self->fd, whole, 0, 0);
+}
+
+static void drop_caches(void)
+{
+	FILE *f = fopen("/proc/sys/vm/drop_caches", "w");
+
+	TEST_ASSERT(f, "fopen(/proc/sys/vm/drop_caches)");
+	TEST_ASSERT(fputs("2\n", f) >= 0 && !fclose(f), "drop_caches");
+}
+
+/*
+ * A huge page whose range is all private again stays split for
+ * kvm.gmem_merge_delay_ms, while KVM maps it at its size over its pieces
+ * (pages_1g is 1 again before any merge), so that round trips in the meantime
+ * split nothing more; fdinfo shows the struct pages the wait holds.  Memory
+ * pressure (the shrinker: drop_caches here) merges at once, and a short
+ * delay on its own.  An order-0 file has nothing to merge: it shows none.
+ */
+TEST_F_TIMEOUT(conv, deferred_merge_keeps_huge_mappings, GMEM_TEST_TIMEOUT)
+{
+	u64 page = self->size / 2 + 5 * PAGE_SIZE;
+	u64 nr_1g = 0, nr_2m = 0, base_4k, restored = 0;
+	bool huge = variant->page_shift > 12;
+	char whole[32] = "", split[32] = "";
+	struct gmem_fdinfo info, again;
+	unsigned int old_delay;
+	long memmap;
+	int i;
+
+	if (variant->page_shift == 30)
+		nr_1g = self->size / SZ_1G;
+	else if (variant->page_shift == 21)
+		nr_2m = self->size / SZ_2M;
+	if (huge) {
+		snprintf(whole, sizeof(whole), "%u:%lu ", variant->page_shift - 12,
+			 self->size / self->page_size);
+		snprintf(split, sizeof(split), "9:%lu 0:512 ",
+			 self->size / SZ_2M - 1);
+		restored = vmemmap_restored(self->page_size);
+	}
+
+	old_delay = gmem_set_merge_delay_ms(60 * 1000);
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	base_4k = vm_get_stat(self->vm, pages_4k);
+	assert_stage2_mappings(self->vm, nr_1g, nr_2m, base_4k, false);
+	memmap = read_vmstat("nr_memmap_pages");
+
+	/* A round trip: split, private again, still split, mapped huge. */
+	convert(self->fd, page, PAGE_SIZE, 0);
+	guest_do(self->vcpu, OP_TOUCH, page, PAGE_SIZE, 0);
+	convert(self->fd, page, PAGE_SIZE, PRIVATE);
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	assert_stage2_mappings(self->vm, nr_1g, nr_2m, base_4k, false);
+	read_gmem_fdinfo(self->fd, &info);
+	pr_info("unmerged: %lu huge pages, %lu bytes of struct pages; folios %s\n",
+		info.unmerged_huge_pages, info.unmerged_vmemmap_bytes,
+		info.folio_orders);
+	TEST_ASSERT_EQ(info.split_huge_pages, huge);
+	TEST_ASSERT_EQ(info.unmerged_huge_pages, huge);
+	TEST_ASSERT_EQ(info.unmerged_vmemmap_bytes, restored);
+	TEST_ASSERT_EQ(read_vmstat("nr_memmap_pages") - memmap,
+		       restored / PAGE_SIZE);
+	if (huge)
+		TEST_ASSERT(!strcmp(info.folio_orders, split),
+			    "folio orders \"%s\", expected \"%s\"",
+			    info.folio_orders, split);
+
+	/* More round trips, the guest reading the page: nothing more split. */
+	for (i = 0; i < 16; i++) {
+		convert(self->fd, page, PAGE_SIZE, 0);
+		guest_do(self->vcpu, OP_TOUCH, page, PAGE_SIZE, 0);
+		convert(self->fd, page, PAGE_SIZE, PRIVATE);
+		guest_do(self->vcpu, OP_TOUCH, page, PAGE_SIZE, 0);
+	}
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	assert_stage2_mappings(self->vm, nr_1g, nr_2m, base_4k, false);
+	read_gmem_fdinfo(self->fd, &again);
+	TEST_ASSERT(!memcmp(&info, &again, sizeof(info)),
+		    "round trips changed the file: folios %s, %lu split",
+		    again.folio_orders, again.split_huge_pages);
+
+	/* Memory pressure merges without waiting out the delay. */
+	drop_caches();
+	if (huge)
+		assert_folios(self->fd, whole, 0, 0);
+	read_gmem_fdinfo(self->fd, &info);
+	TEST_ASSERT_EQ(info.unmerged_huge_pages, 0);
+	TEST_ASSERT_EQ(info.unmerged_vmemmap_bytes, 0);
+	TEST_ASSERT_EQ(read_vmstat("nr_memmap_pages"), memmap);
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	assert_stage2_mappings(self->vm, nr_1g, nr_2m, base_4k, false);
+
+	/* A short delay merges on its own. */
+	gmem_set_merge_delay_ms(100);
+	convert(self->fd, page, PAGE_SIZE, 0);
+	convert(self->fd, page, PAGE_SIZE, PRIVATE);
+	if (huge)
+		assert_folios(self->fd, whole, 0, 0);
+	TEST_ASSERT_EQ(read_vmstat("nr_memmap_pages"), memmap);
+	gmem_set_merge_delay_ms(old_delay);
 }
 
 static void assert_convert_errno(int fd, const struct hugetlb_pools *pools,

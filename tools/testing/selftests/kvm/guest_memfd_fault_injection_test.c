@@ -290,6 +290,7 @@ FIXTURE(inject) {
 	u8 log2;
 	char *mem;
 	int fail_nth;
+	unsigned int merge_delay_ms;
 	struct hugetlb_pools pools_before;
 };
 
@@ -307,6 +308,8 @@ FIXTURE_SETUP(inject)
 		     BIT(KVM_X86_SW_PROTECTED_VM));
 	TEST_REQUIRE(hugetlb_pool_free_pages(variant->log2) >= variant->nr_pages);
 	arm_fault_injection();
+	/* Merges in the conversion itself: on its path, with its fail-nth. */
+	self->merge_delay_ms = gmem_set_merge_delay_ms(0);
 	read_hugetlb_pools(&self->pools_before);
 
 	self->log2 = variant->log2;
@@ -331,6 +334,7 @@ FIXTURE_TEARDOWN(inject)
 	close(self->fd);
 	kvm_vm_free(self->vm);
 	disarm_fault_injection();
+	gmem_set_merge_delay_ms(self->merge_delay_ms);
 	assert_hugetlb_pools(&self->pools_before, 0, 0, 0);
 }
 

@@ -29,6 +29,9 @@ struct hugetlb_pools {
 };
 
 unsigned long read_sysfs_ulong(const char *path);
+long read_vmstat(const char *name);
+unsigned int gmem_get_merge_delay_ms(void);
+unsigned int gmem_set_merge_delay_ms(unsigned int ms);
 void read_hugetlb_pools(struct hugetlb_pools *pools);
 void assert_hugetlb_pools(const struct hugetlb_pools *before,
 			  unsigned int page_shift, long dfree, long dresv);

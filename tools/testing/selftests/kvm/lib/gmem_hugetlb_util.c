@@ -4,6 +4,7 @@
  */
 #include <dirent.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "gmem_hugetlb_util.h"
@@ -19,6 +20,48 @@ unsigned long read_sysfs_ulong(const char *path)
 	TEST_ASSERT_EQ(fscanf(f, "%lu", &val), 1);
 	fclose(f);
 	return val;
+}
+
+/* A counter of /proc/vmstat, e.g. "nr_memmap_pages". */
+long read_vmstat(const char *name)
+{
+	char key[64];
+	long val = -1, v;
+	FILE *f = fopen("/proc/vmstat", "r");
+
+	TEST_ASSERT(f, "fopen(/proc/vmstat)");
+	while (fscanf(f, "%63s %ld", key, &v) == 2) {
+		if (!strcmp(key, name)) {
+			val = v;
+			break;
+		}
+	}
+	fclose(f);
+	TEST_ASSERT(val >= 0, "no %s in /proc/vmstat", name);
+	return val;
+}
+
+#define GMEM_MERGE_DELAY_MS	"/sys/module/kvm/parameters/gmem_merge_delay_ms"
+
+unsigned int gmem_get_merge_delay_ms(void)
+{
+	return read_sysfs_ulong(GMEM_MERGE_DELAY_MS);
+}
+
+/*
+ * How long a split huge page of guest_memfd stays split once its range is
+ * uniform again (kvm.gmem_merge_delay_ms; 0: merged in the conversion).
+ * Return: the delay it had before.
+ */
+unsigned int gmem_set_merge_delay_ms(unsigned int ms)
+{
+	unsigned int old = gmem_get_merge_delay_ms();
+	FILE *f = fopen(GMEM_MERGE_DELAY_MS, "w");
+
+	TEST_ASSERT(f, "fopen(%s)", GMEM_MERGE_DELAY_MS);
+	TEST_ASSERT(fprintf(f, "%u\n", ms) > 0 && !fclose(f),
+		    "writing %u to %s", ms, GMEM_MERGE_DELAY_MS);
+	return old;
 }
 
 static unsigned long read_pool_count(const char *dir, const char *name)
