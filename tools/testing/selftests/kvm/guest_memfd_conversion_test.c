@@ -1468,6 +1468,7 @@ TEST_F_TIMEOUT(conv, poisoned_private_page_of_whole_huge_page, GMEM_TEST_TIMEOUT
 	u64 huge = round_down(page, self->page_size), next = page + PAGE_SIZE;
 	struct kvm_memory_attributes2 args = { .offset = next, .size = PAGE_SIZE };
 	struct gmem_fdinfo before, after;
+	unsigned int merge_delay_ms;
 	char pfn[32];
 	int fd, r;
 
@@ -1478,7 +1479,10 @@ TEST_F_TIMEOUT(conv, poisoned_private_page_of_whole_huge_page, GMEM_TEST_TIMEOUT
 	convert(self->fd, page, PAGE_SIZE, 0);
 	TEST_ASSERT_EQ(*host_page(self, page), page_tag(page, 7));
 	snprintf(pfn, sizeof(pfn), "%#lx", host_pfn(host_page(self, page)));
+	/* Whole again at once: merged in the conversion. */
+	merge_delay_ms = gmem_set_merge_delay_ms(0);
 	convert(self->fd, page, PAGE_SIZE, PRIVATE);
+	gmem_set_merge_delay_ms(merge_delay_ms);
 	read_gmem_fdinfo(self->fd, &before);
 	TEST_ASSERT_EQ(before.split_huge_pages, 0);
 
