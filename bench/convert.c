@@ -14,7 +14,13 @@
  * 2. Conversion latency (median and p99 over many repetitions): one 4K page
  *    to shared inside a whole huge page that KVM maps, the same page back to
  *    private, and a whole huge page each way; then conversions per second
- *    while a vCPU keeps reading the pages being converted.
+ *    while a vCPU keeps reading the pages being converted. Huge files are
+ *    measured twice: merging in the conversion (kvm.gmem_merge_delay_ms=0,
+ *    the behaviour before merges were deferred) and with the kernel's
+ *    default delay.
+ * 2b. Toggling: several vCPUs read several pages spread over 1 GiB while the
+ *    host converts them back and forth, one after the other: conversions per
+ *    second, both merge policies again.
  * 3. Memory: the hugetlb pool's free and reserved pages before, while the
  *    pattern is shared, and after.
  *
@@ -44,15 +50,45 @@
 struct backing {
 	const char *name;
 	unsigned int page_shift;
+	int merge_delay_ms;	/* -1: the kernel's default */
 };
 
 static const struct backing backings[] = {
-	{ "guest_memfd 2M", 21 },
-	{ "guest_memfd 1G", 30 },
+	{ "guest_memfd 2M", 21, -1 },
+	{ "guest_memfd 1G", 30, -1 },
 };
 
 /* Latency is also measured for order-0 files, on 2M of them: the baseline. */
-static const struct backing order0 = { "guest_memfd 4K", 12 };
+static const struct backing order0 = { "guest_memfd 4K", 12, -1 };
+
+/* Merged in the conversion (as before deferral), then deferred (default). */
+static const struct backing merge_policies[] = {
+	{ "guest_memfd 2M merge 0ms", 21, 0 },
+	{ "guest_memfd 2M", 21, -1 },
+	{ "guest_memfd 1G merge 0ms", 30, 0 },
+	{ "guest_memfd 1G", 30, -1 },
+};
+
+/* -b: only the huge-page backings whose name contains this. */
+static const char *only;
+
+static bool selected(const struct backing *b)
+{
+	return !only || strstr(b->name, only);
+}
+
+/* kvm.gmem_merge_delay_ms as the bench found it. */
+static unsigned int default_merge_delay_ms;
+
+/* Set the merge delay @b is measured with; return it. */
+static unsigned int set_merge_delay(const struct backing *b)
+{
+	unsigned int ms = b->merge_delay_ms < 0 ? default_merge_delay_ms :
+			  b->merge_delay_ms;
+
+	gmem_set_merge_delay_ms(ms);
+	return ms;
+}
 
 enum pattern {
 	PATTERN_ONE_PER_GIB,
@@ -114,16 +150,21 @@ static void guest_touch(struct vm_ctx *c, u64 offset, u64 size, u64 stride)
 	vcpu_run_to_sync(c->vcpu);
 }
 
-static void convert(struct vm_ctx *c, u64 offset, u64 size, u64 attributes)
+static void convert_fd(int fd, u64 offset, u64 size, u64 attributes)
 {
 	int r;
 
 	/* A vCPU's fault in flight holds a page for a moment: retry. */
 	do {
-		r = __gmem_set_memory_attributes(c->fd, offset, size,
-						 attributes, NULL);
+		r = __gmem_set_memory_attributes(fd, offset, size, attributes,
+						 NULL);
 	} while (r && errno == EAGAIN);
 	TEST_ASSERT(!r, "KVM_SET_MEMORY_ATTRIBUTES2 failed, errno %d", errno);
+}
+
+static void convert(struct vm_ctx *c, u64 offset, u64 size, u64 attributes)
+{
+	convert_fd(c->fd, offset, size, attributes);
 }
 
 static void vm_ctx_create(struct vm_ctx *c, const struct backing *b, u64 size)
@@ -277,24 +318,6 @@ static unsigned long pool_count(unsigned int shift, const char *name)
 static FILE *csv_fault_in, *csv_latency, *csv_pool, *csv_vmemmap;
 
 /* A counter of /proc/vmstat: nr_memmap_pages is the struct page memory. */
-static long read_vmstat(const char *name)
-{
-	char key[64];
-	long val = -1, v;
-	FILE *f = fopen("/proc/vmstat", "r");
-
-	TEST_ASSERT(f, "fopen(/proc/vmstat)");
-	while (fscanf(f, "%63s %ld", key, &v) == 2) {
-		if (!strcmp(key, name)) {
-			val = v;
-			break;
-		}
-	}
-	fclose(f);
-	TEST_ASSERT(val >= 0, "no %s in /proc/vmstat", name);
-	return val;
-}
-
 static void progress(const char *fmt, ...)
 {
 	va_list ap;
@@ -418,7 +441,7 @@ static void report_latency(const struct backing *b, int kind, const char *what,
 {
 	if (b == &order0)
 		baseline[kind] = l->median;
-	printf("%-15s %-34s %6d %12.1f %12.1f %10.2f\n", b->name, what, reps,
+	printf("%-24s %-34s %6d %12.1f %12.1f %10.2f\n", b->name, what, reps,
 	       l->median * 1e6, l->p99 * 1e6, l->median / baseline[kind]);
 	if (csv_latency)
 		fprintf(csv_latency, "%s,%s,%d,%.9f,%.9f,\n", b->name, what, reps,
@@ -456,6 +479,7 @@ static void bench_latency(const struct backing *b, int reps)
 	u64 *guest_loop;
 	struct vm_ctx c;
 	double start, t;
+	unsigned int delay_ms = set_merge_delay(b);
 	long memmap[3];
 	long nr = 0;
 	int i;
@@ -501,9 +525,10 @@ static void bench_latency(const struct backing *b, int reps)
 	convert(&c, page, PAGE_SIZE, 0);
 	memmap[1] = read_vmstat("nr_memmap_pages");
 	convert(&c, page, PAGE_SIZE, PRIVATE);
-	usleep(200 * 1000);	/* a merge a reference blocked is retried */
+	/* A merge a reference blocked is retried; a deferred one waits. */
+	usleep((200 + delay_ms) * 1000);
 	memmap[2] = read_vmstat("nr_memmap_pages");
-	printf("%-15s %-34s %6s %+12ld %+12ld %10s\n", b->name,
+	printf("%-24s %-34s %6s %+12ld %+12ld %10s\n", b->name,
 	       "struct pages (KiB): split, merge", "-",
 	       (memmap[1] - memmap[0]) * (long)PAGE_SIZE / 1024,
 	       (memmap[2] - memmap[1]) * (long)PAGE_SIZE / 1024, "-");
@@ -525,7 +550,7 @@ static void bench_latency(const struct backing *b, int reps)
 	} while (t < 2.0 || nr % 2);
 	WRITE_ONCE(*guest_loop, 0);
 	pthread_join(thread, NULL);
-	printf("%-15s %-34s %6ld %12.0f %12s %10s\n", b->name,
+	printf("%-24s %-34s %6ld %12.0f %12s %10s\n", b->name,
 	       "conversions/s, vCPU reading", nr, nr / t, "-", "-");
 	if (csv_latency)
 		fprintf(csv_latency, "%s,conversions with a vCPU reading,%ld,,,%.3f\n",
@@ -536,6 +561,110 @@ static void bench_latency(const struct backing *b, int reps)
 	free(merge);
 	free(whole_s);
 	free(whole_p);
+}
+
+#define TOGGLE_VCPUS	4
+#define TOGGLE_PAGES	16
+
+/* What each vCPU of the toggle bench reads, until the host clears loop. */
+static struct guest_cmd toggle_cmds[TOGGLE_VCPUS];
+
+static void toggle_guest_code(u64 id)
+{
+	struct guest_cmd *c = &toggle_cmds[id];
+	u64 off;
+
+	GUEST_SYNC(0);
+	do {
+		for (off = c->offset; off < c->offset + c->size; off += c->stride)
+			(void)READ_ONCE(*(u64 *)(DATA_GPA + off));
+	} while (READ_ONCE(c->loop));
+	GUEST_SYNC(0);
+}
+
+static void *toggle_vcpu_run(void *arg)
+{
+	vcpu_run_to_sync(arg);
+	return NULL;
+}
+
+/*
+ * TOGGLE_PAGES 4K pages, 64 MiB apart in 1 GiB (a 1G page, 512 2M pages or
+ * 262,144 4K ones), each read by one of TOGGLE_VCPUS vCPUs in a loop while
+ * the host converts the pages to shared and back, one after the other, for
+ * two seconds.
+ */
+static void bench_toggle(const struct backing *b)
+{
+	const struct vm_shape shape = {
+		.mode = VM_MODE_DEFAULT,
+		.type = KVM_X86_SW_PROTECTED_VM,
+	};
+	struct kvm_create_guest_memfd args = {
+		.size = SZ_1G,
+		.flags = GUEST_MEMFD_FLAG_MMAP,
+	};
+	u64 spacing = SZ_1G / TOGGLE_PAGES, first = 5 * PAGE_SIZE;
+	struct kvm_vcpu *vcpus[TOGGLE_VCPUS];
+	pthread_t threads[TOGGLE_VCPUS];
+	static double baseline_rate;
+	struct kvm_vm *vm;
+	double start, t;
+	long nr = 0;
+	int fd, i;
+
+	set_merge_delay(b);
+	progress("%s: toggling with %d vCPUs", b->name, TOGGLE_VCPUS);
+	if (b->page_shift > 12) {
+		args.flags |= GUEST_MEMFD_FLAG_HUGE_PAGES;
+		args.huge_page_size_log2 = b->page_shift;
+	}
+	vm = __vm_create_with_vcpus(shape, TOGGLE_VCPUS, SZ_1G / PAGE_SIZE,
+				    toggle_guest_code, vcpus);
+	fd = __vm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args);
+	TEST_ASSERT(fd >= 0, "%s: KVM_CREATE_GUEST_MEMFD failed, errno %d",
+		    b->name, errno);
+	vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
+				   SZ_1G, NULL, fd, 0);
+	virt_map_level(vm, DATA_GPA, DATA_GPA, SZ_1G, PG_LEVEL_1G);
+
+	/* vCPU i reads pages i, i + TOGGLE_VCPUS, ... */
+	for (i = 0; i < TOGGLE_VCPUS; i++) {
+		toggle_cmds[i] = (struct guest_cmd) {
+			.offset = first + i * spacing, .size = SZ_1G - i * spacing,
+			.stride = TOGGLE_VCPUS * spacing, .loop = 1,
+		};
+		vcpu_args_set(vcpus[i], 1, i);
+	}
+	sync_global_to_guest(vm, toggle_cmds);
+	for (i = 0; i < TOGGLE_VCPUS; i++) {
+		vcpu_run_to_sync(vcpus[i]);
+		pthread_create(&threads[i], NULL, toggle_vcpu_run, vcpus[i]);
+	}
+
+	start = now();
+	do {
+		convert_fd(fd, first + (nr / 2 % TOGGLE_PAGES) * spacing,
+			   PAGE_SIZE, nr % 2 ? PRIVATE : 0);
+		nr++;
+		t = now() - start;
+	} while (t < 2.0 || nr % (2 * TOGGLE_PAGES));
+
+	for (i = 0; i < TOGGLE_VCPUS; i++)
+		WRITE_ONCE(((struct guest_cmd *)addr_gva2hva(vm,
+			(gva_t)&toggle_cmds[i]))->loop, 0);
+	for (i = 0; i < TOGGLE_VCPUS; i++)
+		pthread_join(threads[i], NULL);
+	kvm_vm_free(vm);
+	close(fd);
+
+	if (b == &order0)
+		baseline_rate = nr / t;
+	printf("%-24s %14ld %12.0f %10.2f\n", b->name, nr, nr / t,
+	       nr / t / baseline_rate);
+	if (csv_latency)
+		fprintf(csv_latency, "%s,conversions toggling %d pages with %d vCPUs,%ld,,,%.3f\n",
+			b->name, TOGGLE_PAGES, TOGGLE_VCPUS, nr, nr / t);
 }
 
 static FILE *csv_open(const char *dir, const char *name, const char *header)
@@ -552,8 +681,10 @@ static FILE *csv_open(const char *dir, const char *name, const char *header)
 
 static void usage(const char *prog)
 {
-	fprintf(stderr, "%s [-s size_in_MiB] [-r repetitions] [-o csv_dir] [-P | -L]\n"
-		"  -P: partial-conversion fault-in only, -L: latency only\n", prog);
+	fprintf(stderr, "%s [-s size_in_MiB] [-r repetitions] [-o csv_dir] [-P | -L] [-b name]\n"
+		"  -P: partial-conversion fault-in only, -L: latency only\n"
+		"  -b: only the huge-page backings whose name contains name (e.g. \"1G\")\n",
+		prog);
 	exit(KSFT_FAIL);
 }
 
@@ -565,10 +696,13 @@ int main(int argc, char *argv[])
 	int reps = 200, opt, i;
 	bool patterns = true, latency = true;
 
-	while ((opt = getopt(argc, argv, "s:r:o:PLh")) != -1) {
+	while ((opt = getopt(argc, argv, "s:r:o:PLb:h")) != -1) {
 		switch (opt) {
 		case 'P':
 			latency = false;
+			break;
+		case 'b':
+			only = optarg;
 			break;
 		case 'L':
 			patterns = false;
@@ -593,6 +727,7 @@ int main(int argc, char *argv[])
 	/* No THP: every huge mapping counted is guest_memfd's. */
 	TEST_ASSERT_EQ(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0), 0);
 	srandom(seed);
+	default_merge_delay_ms = gmem_get_merge_delay_ms();
 
 	if (csv_dir) {
 		csv_fault_in = csv_open(csv_dir, "partial_fault_in.csv",
@@ -614,7 +749,8 @@ int main(int argc, char *argv[])
 	       "pattern", "pattern", "faults/GiB", "maps/GiB", "limit/GiB",
 	       "1G maps", "2M maps", "4K maps", "time (s)");
 	for (i = 0; i < ARRAY_SIZE(backings); i++)
-		bench_patterns(&backings[i], size);
+		if (selected(&backings[i]))
+			bench_patterns(&backings[i], size);
 
 	printf("(mappings and limit count the region's mappings after the touch: the limit is the\n"
 	       " fewest aligned blocks of one shareability inside one huge page that cover it)\n");
@@ -623,11 +759,23 @@ latency:
 		goto out;
 	printf("\nConversion latency (one huge page, KVM maps it whole before each conversion;\n"
 	       " for order-0 guest_memfd, 2M of it: the baseline of the last column)\n");
-	printf("%-15s %-34s %6s %12s %12s %10s\n", "backing", "conversion", "reps",
+	printf("%-24s %-34s %6s %12s %12s %10s\n", "backing", "conversion", "reps",
 	       "median (us)", "p99 (us)", "vs 4K");
 	bench_latency(&order0, reps);
-	for (i = 0; i < ARRAY_SIZE(backings); i++)
-		bench_latency(&backings[i], reps);
+	for (i = 0; i < ARRAY_SIZE(merge_policies); i++)
+		if (selected(&merge_policies[i]))
+			bench_latency(&merge_policies[i], reps);
+
+	printf("\nToggling: %d vCPUs read %d pages spread over 1 GiB while the host converts\n"
+	       " each to shared and back in turn (kvm.gmem_merge_delay_ms: default %u)\n",
+	       TOGGLE_VCPUS, TOGGLE_PAGES, default_merge_delay_ms);
+	printf("%-24s %14s %12s %10s\n", "backing", "conversions", "per second",
+	       "vs 4K");
+	bench_toggle(&order0);
+	for (i = 0; i < ARRAY_SIZE(merge_policies); i++)
+		if (selected(&merge_policies[i]))
+			bench_toggle(&merge_policies[i]);
+	gmem_set_merge_delay_ms(default_merge_delay_ms);
 
 out:
 	if (csv_dir) {

@@ -24,12 +24,12 @@ plot dir.'/fault_in.csv' using 7:xtic(1) skip 1 title 'measured (pf_fixed)', \
      '' using 8 skip 1 title 'physical limit'
 
 set output dir.'/conversion_latency.png'
-set title 'Conversion latency (one huge page; order-0 guest_memfd: 2M of it)'
-unset logscale y
-set yrange [0:*]
+set title 'Conversion latency (one huge page; order-0 guest_memfd: 2M of it; log scale)'
+set logscale y
+set yrange [*:*]
 set ylabel 'microseconds'
 # The throughput rows (no latency) are left out.
-lat = '< grep -v "conversions with" '.dir.'/conversion_latency.csv'
+lat = '< grep -v ",conversions " '.dir.'/conversion_latency.csv'
 plot lat using ($4 * 1e6):xtic(substr(stringcolumn(1), 13, 99).': '.stringcolumn(2)) skip 1 \
 	title 'median', \
      '' using ($5 * 1e6) skip 1 title 'p99'
