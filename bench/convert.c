@@ -18,10 +18,10 @@
  *    measured twice: merging in the conversion (kvm.gmem_merge_delay_ms=0,
  *    the behaviour before merges were deferred) and with the kernel's
  *    default delay.
- * 2b. Toggling: several vCPUs read several pages spread over 1 GiB while the
+ * 3. Toggling: several vCPUs read several pages spread over 1 GiB while the
  *    host converts them back and forth, one after the other: conversions per
  *    second, both merge policies again.
- * 3. Memory: the hugetlb pool's free and reserved pages before, while the
+ * 4. Memory: the hugetlb pool's free and reserved pages before, while the
  *    pattern is shared, and after.
  *
  * Prints tables, and writes the rows as CSV to the file given with -o.
