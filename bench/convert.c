@@ -650,9 +650,11 @@ static void bench_toggle(const struct backing *b)
 		t = now() - start;
 	} while (t < 2.0 || nr % (2 * TOGGLE_PAGES));
 
-	for (i = 0; i < TOGGLE_VCPUS; i++)
-		WRITE_ONCE(((struct guest_cmd *)addr_gva2hva(vm,
-			(gva_t)&toggle_cmds[i]))->loop, 0);
+	for (i = 0; i < TOGGLE_VCPUS; i++) {
+		struct guest_cmd *c = addr_gva2hva(vm, (gva_t)&toggle_cmds[i]);
+
+		WRITE_ONCE(c->loop, 0);
+	}
 	for (i = 0; i < TOGGLE_VCPUS; i++)
 		pthread_join(threads[i], NULL);
 	kvm_vm_free(vm);

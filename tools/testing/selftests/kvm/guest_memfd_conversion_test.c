@@ -160,7 +160,8 @@ static void read_gmem_fdinfo(int fd, struct gmem_fdinfo *info)
 		{ "gmem_split_huge_pages:", offsetof(struct gmem_fdinfo, split_huge_pages) },
 		{ "gmem_split_vmemmap_bytes:", offsetof(struct gmem_fdinfo, split_vmemmap_bytes) },
 		{ "gmem_unmerged_huge_pages:", offsetof(struct gmem_fdinfo, unmerged_huge_pages) },
-		{ "gmem_unmerged_vmemmap_bytes:", offsetof(struct gmem_fdinfo, unmerged_vmemmap_bytes) },
+		{ "gmem_unmerged_vmemmap_bytes:",
+		  offsetof(struct gmem_fdinfo, unmerged_vmemmap_bytes) },
 	};
 	char path[64], key[64], line[256];
 	unsigned long long val;
@@ -653,12 +654,16 @@ TEST_F_TIMEOUT(conv, mapping_levels_follow_shareability, GMEM_TEST_TIMEOUT)
 		assert_folios(self->fd, whole, 0, 0);
 }
 
+#define DROP_CACHES	"/proc/sys/vm/drop_caches"
+
+/* Runs the shrinkers (2: slab objects), as memory pressure does. */
 static void drop_caches(void)
 {
-	FILE *f = fopen("/proc/sys/vm/drop_caches", "w");
+	FILE *f = fopen(DROP_CACHES, "w");
 
-	TEST_ASSERT(f, "fopen(/proc/sys/vm/drop_caches)");
-	TEST_ASSERT(fputs("2\n", f) >= 0 && !fclose(f), "drop_caches");
+	TEST_ASSERT(f, "fopen(%s)", DROP_CACHES);
+	TEST_ASSERT(fputs("2\n", f) >= 0 && !fclose(f), "writing 2 to %s",
+		    DROP_CACHES);
 }
 
 /*
