@@ -167,28 +167,38 @@ static void convert(struct vm_ctx *c, u64 offset, u64 size, u64 attributes)
 	convert_fd(c->fd, offset, size, attributes);
 }
 
+/* A guest_memfd of @size for @vm, of @b's page size. */
+static int backing_create_gmem(struct kvm_vm *vm, const struct backing *b,
+			       u64 size)
+{
+	struct kvm_create_guest_memfd args = {
+		.size = size,
+		.flags = GUEST_MEMFD_FLAG_MMAP,
+	};
+	int fd;
+
+	if (b->page_shift > 12) {
+		args.flags |= GUEST_MEMFD_FLAG_HUGE_PAGES;
+		args.huge_page_size_log2 = b->page_shift;
+	}
+	fd = __vm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args);
+	TEST_ASSERT(fd >= 0, "%s: KVM_CREATE_GUEST_MEMFD failed, errno %d",
+		    b->name, errno);
+	return fd;
+}
+
 static void vm_ctx_create(struct vm_ctx *c, const struct backing *b, u64 size)
 {
 	const struct vm_shape shape = {
 		.mode = VM_MODE_DEFAULT,
 		.type = KVM_X86_SW_PROTECTED_VM,
 	};
-	struct kvm_create_guest_memfd args = {
-		.size = size,
-		.flags = GUEST_MEMFD_FLAG_MMAP,
-	};
 
-	if (b->page_shift > 12) {
-		args.flags |= GUEST_MEMFD_FLAG_HUGE_PAGES;
-		args.huge_page_size_log2 = b->page_shift;
-	}
 	c->size = size;
 	c->page_size = 1ull << b->page_shift;
 	c->vm = __vm_create_shape_with_one_vcpu(shape, &c->vcpu, size / PAGE_SIZE,
 						guest_code);
-	c->fd = __vm_ioctl(c->vm, KVM_CREATE_GUEST_MEMFD, &args);
-	TEST_ASSERT(c->fd >= 0, "%s: KVM_CREATE_GUEST_MEMFD failed, errno %d",
-		    b->name, errno);
+	c->fd = backing_create_gmem(c->vm, b, size);
 	vm_set_user_memory_region2(c->vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD,
 				   DATA_GPA, size, NULL, c->fd, 0);
 	/* Big guest pages: the guest's walks fault in no page table pages. */
@@ -600,10 +610,6 @@ static void bench_toggle(const struct backing *b)
 		.mode = VM_MODE_DEFAULT,
 		.type = KVM_X86_SW_PROTECTED_VM,
 	};
-	struct kvm_create_guest_memfd args = {
-		.size = SZ_1G,
-		.flags = GUEST_MEMFD_FLAG_MMAP,
-	};
 	u64 spacing = SZ_1G / TOGGLE_PAGES, first = 5 * PAGE_SIZE;
 	struct kvm_vcpu *vcpus[TOGGLE_VCPUS];
 	pthread_t threads[TOGGLE_VCPUS];
@@ -615,15 +621,9 @@ static void bench_toggle(const struct backing *b)
 
 	set_merge_delay(b);
 	progress("%s: toggling with %d vCPUs", b->name, TOGGLE_VCPUS);
-	if (b->page_shift > 12) {
-		args.flags |= GUEST_MEMFD_FLAG_HUGE_PAGES;
-		args.huge_page_size_log2 = b->page_shift;
-	}
 	vm = __vm_create_with_vcpus(shape, TOGGLE_VCPUS, SZ_1G / PAGE_SIZE,
 				    toggle_guest_code, vcpus);
-	fd = __vm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args);
-	TEST_ASSERT(fd >= 0, "%s: KVM_CREATE_GUEST_MEMFD failed, errno %d",
-		    b->name, errno);
+	fd = backing_create_gmem(vm, b, SZ_1G);
 	vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
 				   SZ_1G, NULL, fd, 0);
 	virt_map_level(vm, DATA_GPA, DATA_GPA, SZ_1G, PG_LEVEL_1G);
