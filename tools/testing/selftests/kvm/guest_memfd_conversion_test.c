@@ -654,18 +654,6 @@ TEST_F_TIMEOUT(conv, mapping_levels_follow_shareability, GMEM_TEST_TIMEOUT)
 		assert_folios(self->fd, whole, 0, 0);
 }
 
-#define DROP_CACHES	"/proc/sys/vm/drop_caches"
-
-/* Runs the shrinkers (2: slab objects), as memory pressure does. */
-static void drop_caches(void)
-{
-	FILE *f = fopen(DROP_CACHES, "w");
-
-	TEST_ASSERT(f, "fopen(%s)", DROP_CACHES);
-	TEST_ASSERT(fputs("2\n", f) >= 0 && !fclose(f), "writing 2 to %s",
-		    DROP_CACHES);
-}
-
 /*
  * A huge page whose range is all private again stays split for
  * kvm.gmem_merge_delay_ms, while KVM maps it at its size over its pieces

@@ -15,6 +15,10 @@
  * model of its blocks: at the end every attribute and every byte matches,
  * fdinfo's counts match, and the hugetlb pools are exact after close.
  *
+ * Other tests race the memslot, the VM and the file going away against
+ * conversions and vCPU faults, two VMs converting at once, and files closed
+ * while their deferred merges run.
+ *
  * The run lasts 10 s, times TIMEOUT_SCALE (set by make check-debug).  A vCPU
  * that has not stopped a minute (times TIMEOUT_SCALE) after it was told to
  * fails the test, with its exit and fault counts and the kernel stack of
@@ -31,6 +35,7 @@
 
 #include <linux/falloc.h>
 #include <linux/sizes.h>
+#include <linux/time64.h>
 
 #include "gmem_hugetlb_util.h"
 #include "kvm_util.h"
@@ -719,6 +724,82 @@ TEST_F_TIMEOUT(stress, two_vms_convert_at_once, 900)
 	kvm_vm_free(b.vm);
 	kvm_munmap(b.mem, size);
 	close(b.racer.fd);
+}
+
+#define TAINT_WARN	BIT(9)
+
+/* One 4K round trip, shared and back, at a random page of each block. */
+static void round_trip_blocks(int fd, u64 first, u64 last, u64 block_pages,
+			      unsigned int *seed)
+{
+	u64 block, page;
+
+	for (block = first; block < last; block++) {
+		page = block * block_pages + rand_r(seed) % block_pages;
+		TEST_ASSERT_EQ(convert(fd, page, 1, true, NULL), 0);
+		TEST_ASSERT_EQ(convert(fd, page, 1, false, NULL), 0);
+	}
+}
+
+static void sleep_until(struct timespec start, u64 ms)
+{
+	struct timespec elapsed = timespec_elapsed(start);
+	u64 ns = elapsed.tv_sec * NSEC_PER_SEC + elapsed.tv_nsec;
+
+	if (ns < ms * NSEC_PER_MSEC)
+		usleep((ms * NSEC_PER_MSEC - ns) / NSEC_PER_USEC);
+}
+
+/*
+ * Files closed while their deferred merges run: the merge work, running as
+ * the last reference goes, may defer again, and must not put the evicted
+ * inode back on the shrinker's list (a use after free, which list debugging
+ * reports as a corrupted list, and on which a shrinker's walk may loop).
+ * With a 50 ms delay, half of each file's blocks get a 4K round trip at once
+ * and the other half 25 ms later, so that when the work runs it merges the
+ * first half while the second must wait on; the file is closed at a random
+ * moment of the 20 ms the work may take.  40 files (fewer on the slow debug
+ * kernel; ITERATIONS= sets it): the old code failed within a few.  The
+ * kernel must not warn (TAINT_WARN), and the shrinker's walk afterwards
+ * (drop_caches) returns.
+ */
+TEST_F_TIMEOUT(stress, close_while_merge_work_runs, 300)
+{
+	int scale = getenv("TIMEOUT_SCALE") ? atoi(getenv("TIMEOUT_SCALE")) : 1;
+	int iterations = getenv("ITERATIONS") ? atoi(getenv("ITERATIONS")) : 40 / scale;
+	unsigned int seed = getenv("SEED") ? atoi(getenv("SEED")) : time(NULL);
+	u64 size = variant->size, npages = size / PAGE_SIZE;
+	u64 block_pages = max_t(u64, 1UL << (variant->page_shift - 12), SUBBLOCK_PAGES);
+	u64 nr_blocks = npages / block_pages;
+	unsigned long taint = read_kernel_taint();
+	unsigned int delay_ms = gmem_set_merge_delay_ms(50);
+	bool huge = variant->page_shift > 12;
+	struct timespec start;
+	struct kvm_vm *vm;
+	int i, fd;
+
+	ksft_print_msg("seed %u\n", seed);
+	for (i = 0; i < iterations; i++) {
+		vm = vm_create_barebones_type(KVM_X86_SW_PROTECTED_VM);
+		fd = __gmem_create_huge(vm, size, GUEST_MEMFD_FLAG_MMAP |
+					(huge ? GUEST_MEMFD_FLAG_HUGE_PAGES : 0),
+					huge ? variant->page_shift : 0);
+		TEST_ASSERT(fd >= 0, "creating the guest_memfd failed, errno %d", errno);
+		TEST_ASSERT_EQ(fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, size), 0);
+
+		clock_gettime(CLOCK_MONOTONIC, &start);
+		round_trip_blocks(fd, 0, nr_blocks / 2, block_pages, &seed);
+		sleep_until(start, 25);
+		round_trip_blocks(fd, nr_blocks / 2, nr_blocks, block_pages, &seed);
+		sleep_until(start, 50 + rand_r(&seed) % 20);
+		kvm_vm_free(vm);
+		close(fd);
+	}
+	drop_caches();
+	gmem_set_merge_delay_ms(delay_ms);
+
+	TEST_ASSERT(!(read_kernel_taint() & ~taint & TAINT_WARN),
+		    "the kernel warned (see its log)");
 }
 
 TEST_HARNESS_MAIN

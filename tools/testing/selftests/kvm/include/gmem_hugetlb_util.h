@@ -32,6 +32,8 @@ unsigned long read_sysfs_ulong(const char *path);
 long read_vmstat(const char *name);
 unsigned int gmem_get_merge_delay_ms(void);
 unsigned int gmem_set_merge_delay_ms(unsigned int ms);
+void drop_caches(void);
+unsigned long read_kernel_taint(void);
 void read_hugetlb_pools(struct hugetlb_pools *pools);
 void assert_hugetlb_pools(const struct hugetlb_pools *before,
 			  unsigned int page_shift, long dfree, long dresv);

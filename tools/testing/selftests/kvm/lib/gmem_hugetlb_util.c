@@ -64,6 +64,24 @@ unsigned int gmem_set_merge_delay_ms(unsigned int ms)
 	return old;
 }
 
+#define DROP_CACHES	"/proc/sys/vm/drop_caches"
+
+/* Runs the shrinkers (2: slab objects), as memory pressure does. */
+void drop_caches(void)
+{
+	FILE *f = fopen(DROP_CACHES, "w");
+
+	TEST_ASSERT(f, "fopen(%s)", DROP_CACHES);
+	TEST_ASSERT(fputs("2\n", f) >= 0 && !fclose(f), "writing 2 to %s",
+		    DROP_CACHES);
+}
+
+/* The kernel's taint flags: bit 9 (TAINT_WARN) is set by any WARN(). */
+unsigned long read_kernel_taint(void)
+{
+	return read_sysfs_ulong("/proc/sys/kernel/tainted");
+}
+
 static unsigned long read_pool_count(const char *dir, const char *name)
 {
 	char path[PATH_MAX];
