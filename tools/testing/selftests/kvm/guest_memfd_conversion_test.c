@@ -1368,8 +1368,8 @@ static void close_with_poisoned_page(FIXTURE_DATA(conv) * self)
  * file zaps its mappings at once) is refused to the host (SIGBUS) and to the
  * guest (EHWPOISON with a memory fault exit), and no more: the rest of its
  * huge page keeps working, and a host fault on a neighbour maps the piece
- * around the poisoned page, not over it.  A huge page with a poisoned page is
- * not merged again; when the file goes, it goes back to the pool marked, as
+ * around the poisoned page, not over it; and, all private again, KVM maps no
+ * block over it.  A huge page with a poisoned page is not merged again; when the file goes, it goes back to the pool marked, as
  * hugetlb keeps its own poisoned pages: counted free, never handed out.  The
  * pool counts are exact.
  */
@@ -1424,6 +1424,15 @@ TEST_F_TIMEOUT(conv, poisoned_page_is_refused, GMEM_TEST_TIMEOUT)
 	guest_do(self->vcpu, OP_CHECK, next, block + SZ_2M - next, 6);
 	guest_do(self->vcpu, OP_TOUCH, 0, block, 0);
 	guest_do(self->vcpu, OP_TOUCH, block + SZ_2M, self->size - block - SZ_2M, 0);
+
+	/*
+	 * All private, the huge page is uniform, and its pieces stay: KVM maps
+	 * the blocks around the poisoned page huge, over their pieces, but no
+	 * block that holds it.
+	 */
+	convert(self->fd, block, SZ_2M, PRIVATE);
+	guest_do(self->vcpu, OP_CHECK, next, block + SZ_2M - next, 6);
+	guest_do(self->vcpu, OP_CHECK, block, page - block, 6);
 
 	/* Last, as the vCPU stays on it: the poisoned page. */
 	assert_guest_gets_hwpoison(self, page);
