@@ -62,6 +62,8 @@ struct gmem_split_record {
 #endif
 	/* HVO was undone by the split, to be redone by the merge. */
 	bool vmemmap_restored;
+	/* Memory failure poisoned a page of a piece. */
+	bool hwpoisoned;
 	/* When the split happened or its shareability last changed (jiffies). */
 	unsigned long changed;
 	/*
@@ -655,7 +657,7 @@ int gmem_hugetlb_merge(struct gmem_hugetlb *gh, struct address_space *mapping,
 	bool hugetlb;
 	int old;
 
-	lockdep_assert_held(&mapping->invalidate_lock);
+	lockdep_assert_held_write(&mapping->invalidate_lock);
 	if (order > huge_order || !IS_ALIGNED(index, 1UL << order))
 		return -EINVAL;
 
@@ -698,7 +700,7 @@ int gmem_hugetlb_join(struct gmem_hugetlb *gh, struct address_space *mapping,
 	bool hugetlb;
 	int old;
 
-	lockdep_assert_held(&mapping->invalidate_lock);
+	lockdep_assert_held_write(&mapping->invalidate_lock);
 	if (!IS_ALIGNED(index, 1UL << huge_order) ||
 	    !xa_load(&gh->split, gmem_huge_index(gh, index)))
 		return -EINVAL;
@@ -773,6 +775,27 @@ bool gmem_hugetlb_split_since(struct gmem_hugetlb *gh, pgoff_t index,
 }
 EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_split_since);
 
+/* Whether no piece of the block of 2^@order pages at @index has poison. */
+static bool gmem_block_unpoisoned(struct address_space *mapping, pgoff_t index,
+				  unsigned int order)
+{
+	XA_STATE(xas, &mapping->i_pages, index);
+	struct folio *folio;
+	bool unpoisoned = true;
+
+	rcu_read_lock();
+	xas_for_each(&xas, folio, index + (1UL << order) - 1) {
+		if (xas_retry(&xas, folio))
+			continue;
+		if (xa_is_value(folio) || gmem_hugetlb_folio_hwpoisoned(folio)) {
+			unpoisoned = false;
+			break;
+		}
+	}
+	rcu_read_unlock();
+	return unpoisoned;
+}
+
 /**
  * gmem_hugetlb_block_mappable() - Whether a block of a split huge page may be
  *				   mapped as one, over its pieces.
@@ -783,10 +806,14 @@ EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_split_since);
  *
  * The pieces of a split huge page are its memory, in place and contiguous, so
  * a block of them can be mapped by one huge mapping (a stage-2 one: the pfns
- * are what matters) as long as every piece is in the page cache, none is
- * frozen by a split or a merge in progress, and no page is poisoned. The
- * caller holds the file's invalidate lock, which keeps splits and merges out
- * until its mapping is installed or invalidated.
+ * are what matters) as long as no page of it is poisoned. The caller holds the
+ * file's invalidate lock, which keeps merges and truncation out until its
+ * mapping is installed or invalidated; a split under it (a fault's, of a new
+ * huge page) stores all its pieces at once, so while the huge page has a
+ * record, every piece is in the page cache and none is frozen. Poison is
+ * rare: only a huge page that memory failure hit
+ * (gmem_hugetlb_note_hwpoison()) has its pieces looked at, so a fault costs
+ * the same whatever the number of pieces.
  *
  * Return: true if the block may be mapped whole.
  */
@@ -794,36 +821,44 @@ bool gmem_hugetlb_block_mappable(struct gmem_hugetlb *gh,
 				 struct address_space *mapping, pgoff_t index,
 				 unsigned int order)
 {
-	pgoff_t next = index, end = index + (1UL << order);
-	XA_STATE(xas, &mapping->i_pages, index);
-	unsigned long pfn = 0;
-	struct folio *folio;
-	bool mappable = true;
+	struct gmem_split_record *rec;
 
 	lockdep_assert_held(&mapping->invalidate_lock);
 	if (order > gmem_hugetlb_order(gh) || !IS_ALIGNED(index, 1UL << order))
 		return false;
 
-	rcu_read_lock();
-	xas_for_each(&xas, folio, end - 1) {
-		if (xas_retry(&xas, folio))
-			continue;
-		if (xa_is_value(folio) || folio->index != next ||
-		    folio_test_hugetlb(folio) || !folio_ref_count(folio) ||
-		    (next != index && folio_pfn(folio) != pfn + (next - index)) ||
-		    gmem_hugetlb_folio_hwpoisoned(folio)) {
-			mappable = false;
-			break;
-		}
-		if (next == index)
-			pfn = folio_pfn(folio);
-		next = folio_next_index(folio);
-	}
-	rcu_read_unlock();
-
-	return mappable && next == end;
+	rec = xa_load(&gh->split, gmem_huge_index(gh, index));
+	if (!rec)
+		return false;
+	return !READ_ONCE(rec->hwpoisoned) ||
+	       gmem_block_unpoisoned(mapping, index, order);
 }
 EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_block_mappable);
+
+/**
+ * gmem_hugetlb_note_hwpoison() - Note that memory failure poisoned a page of
+ *				  a piece of a split huge page.
+ * @gh: the file's hugetlb backing.
+ * @folio: the piece, in the file's page cache, locked and referenced (which
+ *	   keeps its huge page from being merged meanwhile).
+ *
+ * Called before the poisoned page's stage-2 mappings are zapped, so that a
+ * fault that maps the huge page's blocks after the zap finds the note and
+ * looks at their pieces (gmem_hugetlb_block_mappable()). A hugetlb folio is
+ * never split once poisoned, and needs no note.
+ */
+void gmem_hugetlb_note_hwpoison(struct gmem_hugetlb *gh, struct folio *folio)
+{
+	struct gmem_split_record *rec;
+
+	if (folio_test_hugetlb(folio))
+		return;
+	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
+	rec = xa_load(&gh->split, gmem_huge_index(gh, folio->index));
+	if (rec)
+		WRITE_ONCE(rec->hwpoisoned, true);
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_note_hwpoison);
 
 /**
  * gmem_hugetlb_split_stats() - How many huge pages of a file are split.

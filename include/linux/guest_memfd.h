@@ -46,6 +46,7 @@ bool gmem_hugetlb_split_since(struct gmem_hugetlb *gh, pgoff_t index,
 bool gmem_hugetlb_block_mappable(struct gmem_hugetlb *gh,
 				 struct address_space *mapping, pgoff_t index,
 				 unsigned int order);
+void gmem_hugetlb_note_hwpoison(struct gmem_hugetlb *gh, struct folio *folio);
 int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 			      struct address_space *mapping, pgoff_t index);
 bool gmem_hugetlb_page_hwpoisoned(struct folio *folio, struct page *page);
@@ -137,6 +138,11 @@ static inline bool gmem_hugetlb_block_mappable(struct gmem_hugetlb *gh,
 					       pgoff_t index, unsigned int order)
 {
 	return false;
+}
+
+static inline void gmem_hugetlb_note_hwpoison(struct gmem_hugetlb *gh,
+					      struct folio *folio)
+{
 }
 
 static inline int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
