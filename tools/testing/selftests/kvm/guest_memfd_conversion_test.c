@@ -746,6 +746,41 @@ TEST_F_TIMEOUT(conv, deferred_merge_keeps_huge_mappings, GMEM_TEST_TIMEOUT)
 	gmem_set_merge_delay_ms(old_delay);
 }
 
+/*
+ * A huge page that stays mixed (one 4K page of it shared for good, as a
+ * shared ring would be) has nothing to merge, and the merge work leaves it
+ * alone: KVM's mappings of it stay as they are, however often the work runs
+ * (here at once, on memory pressure).
+ */
+TEST_F_TIMEOUT(conv, merge_work_leaves_mixed_page_mapped, GMEM_TEST_TIMEOUT)
+{
+	u64 page = self->size / 2 + 5 * PAGE_SIZE;
+	u64 nr_1g, nr_2m, nr_4k;
+	struct gmem_fdinfo info;
+	unsigned int old_delay;
+
+	/*
+	 * The huge page allocated, two pages of it shared and one back: a
+	 * merge is deferred, and the huge page is mixed.
+	 */
+	old_delay = gmem_set_merge_delay_ms(60 * 1000);
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	convert(self->fd, page, 2 * PAGE_SIZE, 0);
+	convert(self->fd, page + PAGE_SIZE, PAGE_SIZE, PRIVATE);
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	nr_1g = vm_get_stat(self->vm, pages_1g);
+	nr_2m = vm_get_stat(self->vm, pages_2m);
+	nr_4k = vm_get_stat(self->vm, pages_4k);
+
+	/* The shrinker runs the merge work now, over every split huge page. */
+	drop_caches();
+	usleep(500 * 1000);
+	assert_stage2_mappings(self->vm, nr_1g, nr_2m, nr_4k, false);
+	read_gmem_fdinfo(self->fd, &info);
+	TEST_ASSERT_EQ(info.split_huge_pages, variant->page_shift > 12);
+	gmem_set_merge_delay_ms(old_delay);
+}
+
 static void assert_convert_errno(int fd, const struct hugetlb_pools *pools,
 				 struct kvm_memory_attributes2 *args, int err)
 {
