@@ -29,6 +29,24 @@ pool() {
 	done
 }
 
+# The module parameters a test may change for its own run, as name=value
+# pairs. A test puts them back when it ends, but not one that fails midway
+# (the KVM library's asserts exit at once): this script puts them back after
+# each test, so that later tests run as the boot configured them, and fails a
+# test that passed but left one changed.
+params=/sys/module/kvm/parameters/gmem_merge_delay_ms
+read_params() {
+	for p in $params; do
+		[ -r "$p" ] && printf '%s=%s ' "$p" "$(cat "$p")"
+	done
+}
+restore_params() {
+	for kv in $1; do
+		echo "${kv#*=}" >"${kv%%=*}"
+	done
+}
+params_boot=$(read_params)
+
 # The kernel stacks of every task of the test BIN (the harness forks), and
 # the blocked tasks on the console: what a test that is about to be killed
 # for its timeout is waiting for.
@@ -77,7 +95,15 @@ grep -v '^[[:space:]]*\(#\|$\)' "$list" | while read -r name tmo bin args; do
 	rm -f "$log.stacks"
 	secs=$(($(date +%s) - start))
 	after=$(pool)
-	if [ $rc -eq 0 ] && [ "$before" != "$after" ]; then
+	params_after=$(read_params)
+	if [ "$params_after" != "$params_boot" ]; then
+		echo "module parameters after the test: $params_after" >>"$log"
+		echo "put back as the boot had them:    $params_boot" >>"$log"
+		restore_params "$params_boot"
+	fi
+	if [ $rc -eq 0 ] && [ "$params_after" != "$params_boot" ]; then
+		line="fail $name left module parameters changed: [$params_after], boot had [$params_boot]"
+	elif [ $rc -eq 0 ] && [ "$before" != "$after" ]; then
 		echo "hugetlb pool before: $before" >>"$log"
 		echo "hugetlb pool after:  $after" >>"$log"
 		line="fail $name hugetlb pool counts changed: before [$before] after [$after]"
