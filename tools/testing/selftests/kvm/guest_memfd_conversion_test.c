@@ -1404,9 +1404,9 @@ static void close_with_poisoned_page(FIXTURE_DATA(conv) * self)
  * guest (EHWPOISON with a memory fault exit), and no more: the rest of its
  * huge page keeps working, and a host fault on a neighbour maps the piece
  * around the poisoned page, not over it; and, all private again, KVM maps no
- * block over it.  A huge page with a poisoned page is not merged again; when the file goes, it goes back to the pool marked, as
- * hugetlb keeps its own poisoned pages: counted free, never handed out.  The
- * pool counts are exact.
+ * block over it.  A huge page with a poisoned page is not merged again; when
+ * the file goes, it goes back to the pool marked, as hugetlb keeps its own
+ * poisoned pages: counted free, never handed out.  The pool counts are exact.
  */
 TEST_F_TIMEOUT(conv, poisoned_page_is_refused, GMEM_TEST_TIMEOUT)
 {
@@ -1461,9 +1461,10 @@ TEST_F_TIMEOUT(conv, poisoned_page_is_refused, GMEM_TEST_TIMEOUT)
 	guest_do(self->vcpu, OP_TOUCH, block + SZ_2M, self->size - block - SZ_2M, 0);
 
 	/*
-	 * All private, the huge page is uniform, and its pieces stay: KVM maps
-	 * the blocks around the poisoned page huge, over their pieces, but no
-	 * block that holds it.
+	 * All private, the huge page is uniform, and its pieces stay (it never
+	 * merges with a poisoned page): KVM may map blocks of it over their
+	 * pieces, so the guest's reads of the block's other pages must not map
+	 * the poisoned page with them.
 	 */
 	convert(self->fd, block, SZ_2M, PRIVATE);
 	guest_do(self->vcpu, OP_CHECK, next, block + SZ_2M - next, 6);
