@@ -655,6 +655,52 @@ TEST_F_TIMEOUT(conv, mapping_levels_follow_shareability, GMEM_TEST_TIMEOUT)
 }
 
 /*
+ * Made private again, a page loses its own mapping only: the rest of the huge
+ * page stays mapped at the levels its mixed shape allowed (511 2M and 511 4K
+ * mappings for a 1G page), and the guest's next touch of the page takes one
+ * fault that maps the whole huge page at its size over them.  A conversion
+ * that zapped the whole huge page instead would make every round trip of one
+ * page walk all of its mappings.
+ */
+TEST_F_TIMEOUT(conv, private_again_maps_huge_at_first_fault, GMEM_TEST_TIMEOUT)
+{
+	u64 page = self->size / 2 + 5 * PAGE_SIZE;
+	u64 nr_1g = 0, nr_2m = 0, mixed_2m = 0, mixed_4k = 0, base_4k, faults;
+
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	base_4k = vm_get_stat(self->vm, pages_4k);
+	if (variant->page_shift == 30)
+		nr_1g = self->size / SZ_1G;
+	else if (variant->page_shift == 21)
+		nr_2m = self->size / SZ_2M;
+	if (variant->page_shift > 12) {
+		mixed_2m = self->size / SZ_2M - 1;
+		mixed_4k = SZ_2M / PAGE_SIZE;
+	}
+
+	convert(self->fd, page, PAGE_SIZE, 0);
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	assert_stage2_mappings(self->vm, 0, mixed_2m, base_4k + mixed_4k, false);
+
+	/* Only the page's own mapping goes (order-0: the page's, as ever). */
+	convert(self->fd, page, PAGE_SIZE, PRIVATE);
+	if (variant->page_shift > 12)
+		assert_stage2_mappings(self->vm, 0, mixed_2m,
+				       base_4k + mixed_4k - 1, false);
+	else
+		assert_stage2_mappings(self->vm, 0, 0, base_4k - 1, false);
+
+	faults = vcpu_get_stat(self->vcpu, pf_fixed);
+	guest_do(self->vcpu, OP_TOUCH, page, PAGE_SIZE, 0);
+	TEST_ASSERT_EQ(vcpu_get_stat(self->vcpu, pf_fixed) - faults, 1);
+	assert_stage2_mappings(self->vm, nr_1g, nr_2m, base_4k, false);
+
+	/* Nothing else of the huge page faults. */
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	TEST_ASSERT_EQ(vcpu_get_stat(self->vcpu, pf_fixed) - faults, 1);
+}
+
+/*
  * A huge page whose range is all private again stays split for
  * kvm.gmem_merge_delay_ms, while KVM maps it at its size over its pieces
  * (pages_1g is 1 again before any merge), so that round trips in the meantime
