@@ -491,6 +491,7 @@ static void bench_latency(const struct backing *b, int reps)
 	double start, t;
 	unsigned int delay_ms = set_merge_delay(b);
 	long memmap[3];
+	u64 faults;
 	long nr = 0;
 	int i;
 
@@ -552,6 +553,7 @@ static void bench_latency(const struct backing *b, int reps)
 	reader = (struct reader) { .c = &c, .offset = page - PAGE_SIZE, .size = 3 * PAGE_SIZE };
 	pthread_create(&thread, NULL, vcpu_reads, &reader);
 	guest_loop = addr_gva2hva(c.vm, (gva_t)&cmd.loop);
+	faults = vcpu_get_stat(c.vcpu, pf_fixed);
 	start = now();
 	do {
 		convert(&c, page, PAGE_SIZE, nr % 2 ? PRIVATE : 0);
@@ -560,8 +562,11 @@ static void bench_latency(const struct backing *b, int reps)
 	} while (t < 2.0 || nr % 2);
 	WRITE_ONCE(*guest_loop, 0);
 	pthread_join(thread, NULL);
+	faults = vcpu_get_stat(c.vcpu, pf_fixed) - faults;
 	printf("%-24s %-34s %6ld %12.0f %12s %10s\n", b->name,
 	       "conversions/s, vCPU reading", nr, nr / t, "-", "-");
+	printf("%-24s %-34s %6ld %12.2f %12s %10s\n", b->name,
+	       "vCPU faults per conversion", nr, (double)faults / nr, "-", "-");
 	if (csv_latency)
 		fprintf(csv_latency, "%s,conversions with a vCPU reading,%ld,,,%.3f\n",
 			b->name, nr, nr / t);
