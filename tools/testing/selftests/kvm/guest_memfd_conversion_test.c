@@ -26,6 +26,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -1010,12 +1011,23 @@ static u64 *map_block_aligned(int fd, u64 offset)
 }
 
 /*
- * The host maps with PTEs by default (the mapping is VM_NOHUGEPAGE); with
- * MADV_HUGEPAGE, a 2M block that is one shared folio is mapped with one PMD.
- * Converting a page of it to private zaps the PMD first, then splits the
- * folio: the host keeps its bytes in the rest of the block, at 4K.
+ * THP for the mappings that ask for it only: a huge-page guest_memfd's
+ * mapping does (it is VM_HUGEPAGE), the VM's own memory does not, so that
+ * every huge stage-2 mapping in the stats is still guest_memfd's.
  */
-TEST_F_TIMEOUT(conv, madv_hugepage_maps_shared_blocks_with_pmds, GMEM_TEST_TIMEOUT)
+static void thp_for_advised_mappings_only(void)
+{
+	TEST_ASSERT_EQ(prctl(PR_SET_THP_DISABLE, 1, PR_THP_DISABLE_EXCEPT_ADVISED,
+			     0, 0), 0);
+}
+
+/*
+ * The host maps a 2M block that is one shared folio with one PMD, unless
+ * the mapping is MADV_NOHUGEPAGE.  Converting a page of it to private zaps
+ * the PMD first, then splits the folio: the host keeps its bytes in the rest
+ * of the block, at 4K.
+ */
+TEST_F_TIMEOUT(conv, shared_blocks_map_with_pmds, GMEM_TEST_TIMEOUT)
 {
 	u64 last = SZ_2M - PAGE_SIZE, page = SZ_1M;
 	u64 *block;
@@ -1023,17 +1035,16 @@ TEST_F_TIMEOUT(conv, madv_hugepage_maps_shared_blocks_with_pmds, GMEM_TEST_TIMEO
 	if (variant->page_shift == 12)
 		SKIP(return, "order-0 file: no 2M folio to map");
 
-	/* The fixture turned THP off for the whole process. */
-	TEST_ASSERT_EQ(prctl(PR_SET_THP_DISABLE, 0, 0, 0, 0), 0);
+	thp_for_advised_mappings_only();
 	convert(self->fd, 0, SZ_2M, 0);
 
 	block = map_block_aligned(self->fd, 0);
+	TEST_ASSERT_EQ(madvise(block, SZ_2M, MADV_NOHUGEPAGE), 0);
 	block[0] = page_tag(0, 11);
 	TEST_ASSERT_EQ(smaps_file_pmd_mapped_kb(block), 0);
 	munmap(block, SZ_2M);
 
 	block = map_block_aligned(self->fd, 0);
-	TEST_ASSERT_EQ(madvise(block, SZ_2M, MADV_HUGEPAGE), 0);
 	TEST_ASSERT_EQ(block[0], page_tag(0, 11));
 	TEST_ASSERT_EQ(smaps_file_pmd_mapped_kb(block), 2048);
 	block[last / sizeof(u64)] = page_tag(last, 11);
@@ -1048,6 +1059,197 @@ TEST_F_TIMEOUT(conv, madv_hugepage_maps_shared_blocks_with_pmds, GMEM_TEST_TIMEO
 	TEST_ASSERT_EQ(smaps_file_pmd_mapped_kb(block), 0);
 	guest_do(self->vcpu, OP_CHECK, page, PAGE_SIZE, 11);
 	munmap(block, SZ_2M);
+}
+
+/* The minor faults this process has taken. */
+static long minor_faults(void)
+{
+	struct rusage ru;
+
+	TEST_ASSERT_EQ(getrusage(RUSAGE_SELF, &ru), 0);
+	return ru.ru_minflt;
+}
+
+/*
+ * Write @tag's pattern to every page of [@offset, @offset + @size) through
+ * @mem, a mapping of the whole file; return the minor faults that took.
+ */
+static long host_write_pages(u64 *mem, u64 offset, u64 size, u64 tag)
+{
+	long before = minor_faults();
+	u64 off;
+
+	for (off = offset; off < offset + size; off += PAGE_SIZE)
+		mem[off / sizeof(u64)] = page_tag(off, tag);
+	return minor_faults() - before;
+}
+
+/* As host_write_pages(), reading and asserting the pattern. */
+static long host_check_pages(u64 *mem, u64 offset, u64 size, u64 tag)
+{
+	long before = minor_faults();
+	u64 off;
+
+	for (off = offset; off < offset + size; off += PAGE_SIZE)
+		TEST_ASSERT_EQ(mem[off / sizeof(u64)], page_tag(off, tag));
+	return minor_faults() - before;
+}
+
+/*
+ * Shared huge pages cost the host what hugetlbfs's cost: the file's mapping
+ * lands at an address aligned to its huge pages, and touching them takes one
+ * fault per huge page (a PUD for a 1G page, a PMD for a 2M one), as does
+ * MADV_POPULATE_WRITE, which VMMs use to preallocate.  MADV_NOHUGEPAGE
+ * leaves PTEs only: one fault still maps a 2M folio whole (finish_fault()
+ * maps a folio that fits in one page table at once), a 1G folio takes one
+ * per page.
+ */
+TEST_F_TIMEOUT(conv, shared_huge_pages_map_with_one_fault, GMEM_TEST_TIMEOUT)
+{
+	u64 nr_huge = self->size / self->page_size;
+	long before;
+	u64 *mem;
+
+	if (variant->page_shift == 12)
+		SKIP(return, "order-0 file: no huge page to map");
+
+	thp_for_advised_mappings_only();
+	TEST_ASSERT_EQ((unsigned long)self->mem % self->page_size, 0);
+	convert(self->fd, 0, self->size, 0);
+
+	TEST_ASSERT_EQ(host_write_pages(self->mem, 0, self->size, 12), nr_huge);
+	TEST_ASSERT_EQ(host_check_pages(self->mem, 0, self->size, 12), 0);
+
+	mem = kvm_mmap(self->size, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd);
+	TEST_ASSERT_EQ((unsigned long)mem % self->page_size, 0);
+	before = minor_faults();
+	TEST_ASSERT_EQ(madvise(mem, self->size, MADV_POPULATE_WRITE), 0);
+	TEST_ASSERT_EQ(minor_faults() - before, nr_huge);
+	TEST_ASSERT_EQ(host_write_pages(mem, 0, self->size, 13), 0);
+	kvm_munmap(mem, self->size);
+
+	mem = kvm_mmap(self->size, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd);
+	TEST_ASSERT_EQ(madvise(mem, self->size, MADV_NOHUGEPAGE), 0);
+	TEST_ASSERT_EQ(host_check_pages(mem, 0, SZ_2M, 13),
+		       variant->page_shift == 21 ? 1 : SZ_2M / PAGE_SIZE);
+	TEST_ASSERT_EQ(smaps_file_pmd_mapped_kb(mem), 0);
+	kvm_munmap(mem, self->size);
+
+	guest_do(self->vcpu, OP_CHECK, 0, self->size, 13);
+}
+
+/*
+ * Converting a page of a huge page the host maps whole zaps the whole
+ * mapping first, and a page pinned through it (vmsplice()) holds the
+ * conversion off, as a pin of a 4K mapping does.  Afterwards the host maps
+ * the rest of the huge page at the largest level its new shape allows: the
+ * 2M blocks that stayed shared with PMDs, the mixed block's pages with PTEs.
+ * The file's other huge pages keep their mappings.
+ */
+TEST_F_TIMEOUT(conv, converting_a_page_zaps_its_huge_mapping, GMEM_TEST_TIMEOUT)
+{
+	u64 page = self->page_size / 2, after = page + PAGE_SIZE;
+	struct iovec iov = { .iov_base = host_page(self, page), .iov_len = PAGE_SIZE };
+	long faults = (SZ_2M / PAGE_SIZE - 1) + (self->page_size / SZ_2M - 1);
+	u64 error_offset = 0, buf[PAGE_SIZE / sizeof(u64)];
+	int pipefd[2];
+
+	if (variant->page_shift == 12)
+		SKIP(return, "order-0 file: no huge page to map");
+
+	thp_for_advised_mappings_only();
+	convert(self->fd, 0, self->size, 0);
+	TEST_ASSERT_EQ(host_write_pages(self->mem, 0, self->size, 14),
+		       self->size / self->page_size);
+
+	TEST_ASSERT_EQ(pipe(pipefd), 0);
+	TEST_ASSERT_EQ(vmsplice(pipefd[1], &iov, 1, 0), PAGE_SIZE);
+	TEST_ASSERT(__gmem_set_private(self->fd, page, PAGE_SIZE, &error_offset) &&
+		    errno == EAGAIN,
+		    "converting a pinned page: expected EAGAIN, errno %d", errno);
+	TEST_ASSERT_EQ(error_offset, page);
+	TEST_ASSERT_EQ(read(pipefd[0], buf, sizeof(buf)), PAGE_SIZE);
+	TEST_ASSERT_EQ(buf[0], page_tag(page, 14));
+	close(pipefd[0]);
+	close(pipefd[1]);
+
+	convert(self->fd, page, PAGE_SIZE, PRIVATE);
+	TEST_ASSERT(host_read_faults(host_page(self, page)),
+		    "the host read a page converted to private");
+	TEST_ASSERT_EQ(host_check_pages(self->mem, 0, page, 14) +
+		       host_check_pages(self->mem, after, self->page_size - after, 14),
+		       faults);
+	TEST_ASSERT_EQ(host_check_pages(self->mem, self->page_size,
+					self->size - self->page_size, 14), 0);
+	guest_do(self->vcpu, OP_CHECK, 0, page, 14);
+}
+
+/*
+ * Unmapping part of a huge mapping splits it: the folio's reference and
+ * mapcount go with it, so the huge page converts to private afterwards (a
+ * leaked reference made the conversion fail with EAGAIN for good).  The
+ * rest of the huge page, in a VMA that no longer covers it whole, is mapped
+ * page by page.
+ */
+TEST_F_TIMEOUT(conv, partial_unmap_of_a_huge_mapping_releases_it, GMEM_TEST_TIMEOUT)
+{
+	u64 hole = self->page_size - PAGE_SIZE, error_offset = 0;
+	void *p;
+
+	if (variant->page_shift == 12)
+		SKIP(return, "order-0 file: no huge page to map");
+
+	thp_for_advised_mappings_only();
+	convert(self->fd, 0, self->size, 0);
+	TEST_ASSERT_EQ(host_write_pages(self->mem, 0, self->size, 15),
+		       self->size / self->page_size);
+
+	TEST_ASSERT_EQ(munmap(host_page(self, hole), PAGE_SIZE), 0);
+	TEST_ASSERT_EQ(host_check_pages(self->mem, 0, 2 * PAGE_SIZE, 15), 2);
+	p = mmap(host_page(self, hole), PAGE_SIZE, PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_FIXED, self->fd, hole);
+	TEST_ASSERT(p == host_page(self, hole), "mmap() of the hole failed, errno %d", errno);
+	TEST_ASSERT_EQ(host_check_pages(self->mem, hole, PAGE_SIZE, 15), 1);
+
+	TEST_ASSERT(!__gmem_set_private(self->fd, 0, self->size, &error_offset),
+		    "converting after a partial unmap: errno %d, error_offset %#lx",
+		    errno, error_offset);
+	guest_do(self->vcpu, OP_CHECK, 0, self->size, 15);
+}
+
+/*
+ * A memslot that is not bound to the file, only its userspace address in
+ * the file's mapping (as a VMM that does not bind guest_memfd has it), is
+ * mapped by KVM at the host's level: 1G and 2M where the host maps huge.
+ */
+TEST_F_TIMEOUT(conv, unbound_memslot_maps_huge, GMEM_TEST_TIMEOUT)
+{
+	struct kvm_vcpu *vcpu;
+	struct kvm_vm *vm;
+
+	if (variant->page_shift == 12)
+		SKIP(return, "order-0 file: no huge page to map");
+
+	thp_for_advised_mappings_only();
+	convert(self->fd, 0, self->size, 0);
+	TEST_ASSERT_EQ(host_write_pages(self->mem, 0, self->size, 16),
+		       self->size / self->page_size);
+
+	vm = __vm_create_shape_with_one_vcpu(VM_SHAPE_DEFAULT, &vcpu,
+					     self->size / PAGE_SIZE, guest_code);
+	vm_set_user_memory_region2(vm, DATA_SLOT, 0, DATA_GPA, self->size,
+				   self->mem, 0, 0);
+	virt_map_level(vm, DATA_GPA, DATA_GPA, self->size,
+		       self->size % SZ_1G ? PG_LEVEL_2M : PG_LEVEL_1G);
+	vcpu_run_to_sync(vcpu);
+	guest_do(vcpu, OP_CHECK, 0, self->size, 16);
+	if (variant->page_shift == 30)
+		assert_stage2_mappings(vm, self->size / SZ_1G, 0, 0, true);
+	else
+		assert_stage2_mappings(vm, 0, self->size / SZ_2M, 0, true);
+	guest_do(vcpu, OP_WRITE, 0, self->size, 17);
+	kvm_vm_free(vm);
+	TEST_ASSERT_EQ(host_check_pages(self->mem, 0, self->size, 17), 0);
 }
 
 /*
