@@ -1218,6 +1218,64 @@ TEST_F_TIMEOUT(conv, partial_unmap_of_a_huge_mapping_releases_it, GMEM_TEST_TIME
 }
 
 /*
+ * mremap() moves a huge mapping whole (no fault at its new address), and
+ * fork() of a mapping that copies its page tables (MADV_GUARD_INSTALL makes
+ * a VMA do that, here on a page past the end of the file) leaves the huge
+ * mappings to the child's faults.  Neither may leave a reference behind, or
+ * take one it does not hold: the huge pages convert to private afterwards.
+ * Before the fixes, mremap() cleared a PUD as a bad page table (a leaked
+ * reference: EAGAIN for good) and the child's exit dropped a reference its
+ * copied PUD never took (a freed folio still in the file).
+ */
+TEST_F_TIMEOUT(conv, huge_mappings_survive_mremap_and_fork, GMEM_TEST_TIMEOUT)
+{
+	u64 nr_huge = self->size / self->page_size, error_offset = 0;
+	u64 *mem, *moved;
+	long before;
+	int status;
+	pid_t pid;
+
+	if (variant->page_shift == 12)
+		SKIP(return, "order-0 file: no huge page to map");
+
+	thp_for_advised_mappings_only();
+	convert(self->fd, 0, self->size, 0);
+	TEST_ASSERT_EQ(host_write_pages(self->mem, 0, self->size, 18), nr_huge);
+
+	mem = kvm_mmap(self->size, PROT_READ | PROT_WRITE, MAP_SHARED, self->fd);
+	TEST_ASSERT_EQ(host_check_pages(mem, 0, self->size, 18), nr_huge);
+	moved = mremap(mem, self->size, self->size, MREMAP_MAYMOVE);
+	TEST_ASSERT(moved != MAP_FAILED, "mremap() failed, errno %d", errno);
+	before = minor_faults();
+	TEST_ASSERT_EQ(host_check_pages(moved, 0, self->size, 18), 0);
+	TEST_ASSERT_EQ(minor_faults() - before, 0);
+	kvm_munmap(moved, self->size);
+
+	mem = mmap(NULL, self->size + PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED,
+		   self->fd, 0);
+	TEST_ASSERT(mem != MAP_FAILED, "mmap() failed, errno %d", errno);
+	TEST_ASSERT_EQ(madvise(&mem[self->size / sizeof(u64)], PAGE_SIZE,
+			       MADV_GUARD_INSTALL), 0);
+	TEST_ASSERT_EQ(host_check_pages(mem, 0, self->size, 18), nr_huge);
+	pid = fork();
+	TEST_ASSERT(pid >= 0, "fork() failed, errno %d", errno);
+	if (!pid) {
+		host_check_pages(mem, 0, self->size, 18);
+		_exit(0);
+	}
+	TEST_ASSERT_EQ(waitpid(pid, &status, 0), pid);
+	TEST_ASSERT(WIFEXITED(status) && !WEXITSTATUS(status),
+		    "the child failed, status %#x", status);
+	TEST_ASSERT_EQ(host_check_pages(mem, 0, self->size, 18), 0);
+	TEST_ASSERT_EQ(munmap(mem, self->size + PAGE_SIZE), 0);
+
+	TEST_ASSERT(!__gmem_set_private(self->fd, 0, self->size, &error_offset),
+		    "converting after mremap() and fork(): errno %d, error_offset %#lx",
+		    errno, error_offset);
+	guest_do(self->vcpu, OP_CHECK, 0, self->size, 18);
+}
+
+/*
  * A memslot that is not bound to the file, only its userspace address in
  * the file's mapping (as a VMM that does not bind guest_memfd has it), is
  * mapped by KVM at the host's level: 1G and 2M where the host maps huge.
