@@ -159,12 +159,11 @@ static const struct result *hugetlbfs_result(const struct result *results,
 	return NULL;
 }
 
-static void usage(const char *name)
+/* -s: each file's size in MiB, a multiple of 1024; -o: the CSV file. */
+static void usage(const char *prog)
 {
-	printf("usage: %s [-s MiB] [-o CSV]\n"
-	       "  -s: size of each file in MiB, a multiple of 1024 (default 1024)\n"
-	       "  -o: also write the rows as CSV to this file\n", name);
-	exit(KSFT_SKIP);
+	fprintf(stderr, "%s [-s size_in_MiB] [-o csv_file]\n", prog);
+	exit(KSFT_FAIL);
 }
 
 int main(int argc, char *argv[])
@@ -198,8 +197,8 @@ int main(int argc, char *argv[])
 	if (csv_path) {
 		csv = fopen(csv_path, "w");
 		TEST_ASSERT(csv, "fopen(%s)", csv_path);
-		fprintf(csv, "backing,size_mib,touch_faults,touch_s,populate_faults,populate_s,"
-			"memmap_bytes,split_vmemmap_bytes,touch_vs_hugetlbfs\n");
+		fputs("backing,size_mib,touch_faults,touch_s,populate_faults,", csv);
+		fputs("populate_s,memmap_bytes,split_vmemmap_bytes,touch_vs_hugetlbfs\n", csv);
 	}
 	printf("The host touching %llu MiB of shared memory (one run):\n\n",
 	       (unsigned long long)(size >> 20));
