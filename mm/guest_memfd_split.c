@@ -17,6 +17,14 @@
  * piece is the same memory, in the same page cache slots, as the huge folio it
  * came from, so the guest's contents are untouched.
  *
+ * A huge page that is all shared becomes one piece of its own order (a "whole
+ * piece"), which the host maps with one PMD or PUD. That piece keeps HVO: to
+ * map it whole, pin it or look it up, nobody writes a tail struct page beyond
+ * the first vmemmap page, which HVO keeps. What does write them (a PTE
+ * mapping's per-page mapcount, memory failure's poison flag, a further split)
+ * restores the vmemmap first. So an all-shared file costs the struct pages
+ * hugetlbfs costs.
+ *
  * A split huge page is still in use as far as hugetlb is concerned (its pool
  * counts do not change); what the hugetlb folio held that pieces cannot (its
  * subpool, cgroup charges and flags) waits in a record until the merge. Pieces
@@ -60,8 +68,13 @@ struct gmem_split_record {
 #ifdef CONFIG_MEMCG
 	unsigned long memcg_data;
 #endif
-	/* HVO was undone by the split, to be redone by the merge. */
+	/* HVO was undone (by the split, or since), to be redone by the merge. */
 	bool vmemmap_restored;
+	/*
+	 * The last split of the whole piece undid its HVO: a failed conversion
+	 * that joins the pieces again redoes it (gmem_join_pieces()).
+	 */
+	bool split_undid_hvo;
 	/* Memory failure poisoned a page of a piece. */
 	bool hwpoisoned;
 	/* When the split happened or its shareability last changed (jiffies). */
@@ -74,6 +87,16 @@ struct gmem_split_record {
 	struct hstate *h;
 	struct page *head;
 };
+
+/*
+ * The whole pieces that keep HVO, by the pfns of their pages: their split
+ * records. Memory failure marks a page without the folio lock (it holds
+ * mf_mutex, which guest_memfd takes under the folio lock), so it finds them
+ * here, and gmem_vmemmap_mutex orders it with whatever changes the struct
+ * pages of a huge page's pieces: a split that keeps HVO, a restore, a merge.
+ */
+static DEFINE_XARRAY(gmem_hvo_pieces);
+static DEFINE_MUTEX(gmem_vmemmap_mutex);
 
 static void gmem_save_hugetlb(struct folio *folio, struct gmem_split_record *rec)
 {
@@ -149,17 +172,43 @@ static bool gmem_pages_hwpoisoned(struct page *head, unsigned int order)
 }
 
 /*
- * Set up @head as the head of a page-cache folio of @order at @index.  A large
- * folio with a poisoned page is marked, so that no fault maps that page along
- * with the others (see finish_fault()).
+ * How many of the 2^@order struct pages of a huge page can be written: all of
+ * them, or with HVO (@hvo) those in the first vmemmap page.
+ */
+static unsigned long gmem_writable_struct_pages(unsigned int order, bool hvo)
+{
+	return hvo ? HUGETLB_VMEMMAP_RESERVE_PAGES : 1UL << order;
+}
+
+/*
+ * prep_compound_page() for a compound page of @order at @head whose vmemmap
+ * may be optimized (@hvo): the tail struct pages that HVO shares are the
+ * zone's tail struct pages for @order, which are right for any folio of that
+ * order, and are not written.
+ */
+static void gmem_prep_compound(struct page *head, unsigned int order, bool hvo)
+{
+	unsigned long nr = gmem_writable_struct_pages(order, hvo), i;
+
+	__SetPageHead(head);
+	for (i = 1; i < nr; i++)
+		prep_compound_tail(head + i, head, order);
+	prep_compound_head(head, order);
+}
+
+/*
+ * Set up @head as the head of a page-cache folio of @order at @index, with its
+ * vmemmap optimized if @hvo.  A large folio with a poisoned page is marked,
+ * so that no fault maps that page along with the others (see finish_fault()).
  */
 static struct folio *gmem_prep_folio(struct page *head, unsigned int order,
-				     struct address_space *mapping, pgoff_t index)
+				     struct address_space *mapping, pgoff_t index,
+				     bool hvo)
 {
 	struct folio *folio = (struct folio *)head;
 
 	if (order) {
-		prep_compound_page(head, order);
+		gmem_prep_compound(head, order, hvo);
 		folio_set_large_rmappable(folio);
 		if (gmem_pages_hwpoisoned(head, order))
 			folio_set_has_hwpoisoned(folio);
@@ -303,6 +352,143 @@ static pgoff_t gmem_huge_index(const struct gmem_hugetlb *gh, pgoff_t index)
 	return index >> huge_page_order(gh->h);
 }
 
+/* Whether the struct pages of @rec's huge page are optimized (HVO) now. */
+static bool gmem_record_hvo(const struct gmem_split_record *rec)
+{
+	return rec->hugetlb_flags & BIT(HPG_vmemmap_optimized);
+}
+
+/* List the whole piece of @rec as keeping HVO (or, if @rec is NULL, not). */
+static int gmem_set_hvo_piece(struct gmem_split_record *rec, struct page *head,
+			      unsigned int order)
+{
+	unsigned long pfn = page_to_pfn(head);
+
+	lockdep_assert_held(&gmem_vmemmap_mutex);
+	return xa_err(xa_store_range(&gmem_hvo_pieces, pfn,
+				     pfn + (1UL << order) - 1, rec, GFP_KERNEL));
+}
+
+/*
+ * Give the struct pages of @rec's whole piece, which keeps HVO, memory of
+ * their own, so that they can be written; its merge re-applies HVO.
+ */
+static int gmem_restore_hvo_piece(struct gmem_split_record *rec)
+{
+	int r;
+
+	lockdep_assert_held(&gmem_vmemmap_mutex);
+	r = hugetlb_vmemmap_restore_in_use_pages(rec->h, rec->head);
+	if (r)
+		return r;
+	gmem_set_hvo_piece(NULL, rec->head, huge_page_order(rec->h));
+	rec->hugetlb_flags &= ~BIT(HPG_vmemmap_optimized);
+	WRITE_ONCE(rec->vmemmap_restored, true);
+	return 0;
+}
+
+/**
+ * gmem_hugetlb_restore_vmemmap() - Give the pages of a folio of a guest_memfd
+ *				    huge page struct pages of their own.
+ * @folio: a folio of the file, locked.
+ *
+ * For a caller about to map a page of @folio with a PTE, which writes the
+ * page's struct page (its mapcount): a whole piece that keeps HVO has its
+ * vmemmap restored. Any other folio has nothing to restore.
+ *
+ * Return: 0, or -ENOMEM (@folio is as it was).
+ */
+int gmem_hugetlb_restore_vmemmap(struct folio *folio)
+{
+	struct gmem_split_record *rec;
+	int r = 0;
+
+	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
+	if (folio_test_hugetlb(folio) || !folio_test_large(folio) ||
+	    !xa_load(&gmem_hvo_pieces, folio_pfn(folio)))
+		return 0;
+
+	mutex_lock(&gmem_vmemmap_mutex);
+	rec = xa_load(&gmem_hvo_pieces, folio_pfn(folio));
+	if (rec)
+		r = gmem_restore_hvo_piece(rec);
+	mutex_unlock(&gmem_vmemmap_mutex);
+	return r;
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_restore_vmemmap);
+
+/**
+ * gmem_hugetlb_lock_struct_page() - Make a page's struct page writable, and
+ *				     keep it so, for memory failure.
+ * @page: the page memory failure is about to mark, which was in no hugetlb
+ *	  folio when it looked.
+ *
+ * A page of a whole piece that keeps HVO has its piece's vmemmap restored.
+ * Until gmem_hugetlb_unlock_struct_page(), no split or merge of a guest_memfd
+ * huge page changes whether @page's struct page can be written.
+ *
+ * Return: 0, and the caller calls gmem_hugetlb_unlock_struct_page() once it
+ * has written @page's struct page; -EAGAIN if @page is a hugetlb folio's now
+ * (memory failure's hugetlb path is for it) or -ENOMEM, with nothing held.
+ */
+int gmem_hugetlb_lock_struct_page(struct page *page)
+{
+	struct gmem_split_record *rec;
+	int r = 0;
+
+	mutex_lock(&gmem_vmemmap_mutex);
+	if (folio_test_hugetlb(page_folio(page))) {
+		r = -EAGAIN;
+	} else {
+		rec = xa_load(&gmem_hvo_pieces, page_to_pfn(page));
+		if (rec)
+			r = gmem_restore_hvo_piece(rec);
+	}
+	if (r)
+		mutex_unlock(&gmem_vmemmap_mutex);
+	return r;
+}
+
+/**
+ * gmem_hugetlb_unlock_struct_page() - Let guest_memfd's huge pages change
+ *				       again, after
+ *				       gmem_hugetlb_lock_struct_page().
+ */
+void gmem_hugetlb_unlock_struct_page(void)
+{
+	mutex_unlock(&gmem_vmemmap_mutex);
+}
+
+/*
+ * Before a split of the piece @folio: give it struct pages of its own if it
+ * is a whole piece that keeps HVO, noting so for a join that puts it back. A
+ * reference beyond the page cache's and the caller's fails the split at once
+ * (-EAGAIN), before the restore, which the split would then leave behind.
+ */
+static int gmem_split_piece_vmemmap(struct gmem_hugetlb *gh, struct folio *folio)
+{
+	struct gmem_split_record *rec;
+	int r = 0;
+
+	if (folio_ref_count(folio) != folio_nr_pages(folio) + 1)
+		return -EAGAIN;
+	if (folio_order(folio) != huge_page_order(gh->h))
+		return 0;
+
+	mutex_lock(&gmem_vmemmap_mutex);
+	rec = xa_load(&gmem_hvo_pieces, folio_pfn(folio));
+	if (rec) {
+		r = gmem_restore_hvo_piece(rec);
+		rec->split_undid_hvo = !r;
+	} else {
+		rec = xa_load(&gh->split, gmem_huge_index(gh, folio->index));
+		if (rec)
+			rec->split_undid_hvo = false;
+	}
+	mutex_unlock(&gmem_vmemmap_mutex);
+	return r;
+}
+
 /**
  * gmem_hugetlb_split() - Split a folio of a hugetlb-backed guest_memfd.
  * @gh: the file's hugetlb backing.
@@ -331,8 +517,8 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	bool hugetlb = folio_test_hugetlb(folio);
 	struct gmem_split_record *rec = NULL;
 	pgoff_t index = folio->index;
+	bool optimized, keep_hvo;
 	unsigned long i;
-	bool optimized;
 	int r;
 
 	lockdep_assert_held(&mapping->invalidate_lock);
@@ -344,12 +530,21 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 		return -EHWPOISON;
 	if (folio_mapped(folio))
 		return -EAGAIN;
+	/*
+	 * A hugetlb folio made one piece of its own order keeps HVO; any
+	 * other split writes all the struct pages, so a whole piece that kept
+	 * HVO has it restored first (below).
+	 */
+	keep_hvo = hugetlb && new_order == order && (!fine || !test_bit(0, fine)) &&
+		   folio_test_hugetlb_vmemmap_optimized(folio);
 
 	if (hugetlb) {
 		rec = kzalloc_obj(*rec, GFP_KERNEL_ACCOUNT);
 		if (!rec)
 			return -ENOMEM;
 		rec->changed = jiffies;
+		rec->h = gh->h;
+		rec->head = &folio->page;
 		r = xa_insert(&gh->split, gmem_huge_index(gh, index), rec,
 			      GFP_KERNEL_ACCOUNT);
 		if (r)
@@ -370,13 +565,26 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	 * Restoring the vmemmap allocates, so it comes before the references
 	 * are frozen: lookups spin on a frozen folio, and must not wait for a
 	 * sleeper. Only the tail struct pages move, and nobody writes them.
+	 * A piece that keeps HVO is listed for memory failure, which must not
+	 * see it before it is one (see gmem_hugetlb_lock_struct_page()).
 	 */
-	if (hugetlb) {
+	if (keep_hvo) {
+		mutex_lock(&gmem_vmemmap_mutex);
+		r = gmem_set_hvo_piece(rec, &folio->page, order);
+		if (r) {
+			mutex_unlock(&gmem_vmemmap_mutex);
+			goto unsplit_xa;
+		}
+	} else if (hugetlb) {
 		optimized = folio_test_hugetlb_vmemmap_optimized(folio);
 		r = hugetlb_vmemmap_restore_in_use_folio(gh->h, folio);
 		if (r)
 			goto unsplit_xa;
 		rec->vmemmap_restored = optimized;
+	} else {
+		r = gmem_split_piece_vmemmap(gh, folio);
+		if (r)
+			goto unsplit_xa;
 	}
 
 	/*
@@ -389,7 +597,7 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	    !folio_ref_freeze(folio, folio_nr_pages(folio) + 1)) {
 		preempt_enable();
 		r = -EAGAIN;
-		goto unsplit_xa;
+		goto unlist_hvo;
 	}
 
 	if (hugetlb) {
@@ -404,7 +612,7 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 			folio_ref_unfreeze(folio, folio_nr_pages(folio) + 1);
 			preempt_enable();
 			r = -EHWPOISON;
-			goto unsplit_xa;
+			goto unlist_hvo;
 		}
 		/* In use, the folio is on the active list: not any more. */
 		list_del_init(&folio->lru);
@@ -414,22 +622,31 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	}
 
 	/* The point of no return. */
-	gmem_reset_pages(&folio->page, 1UL << order);
+	gmem_reset_pages(&folio->page, gmem_writable_struct_pages(order, keep_hvo));
 	for (i = 0; i < (1UL << order); i += 1UL << new_order) {
 		struct page *piece = &folio->page + i;
 		unsigned long j;
 
 		if (!fine || !new_order || !test_bit(i >> new_order, fine)) {
-			gmem_prep_folio(piece, new_order, mapping, index + i);
+			gmem_prep_folio(piece, new_order, mapping, index + i,
+					keep_hvo);
 			continue;
 		}
 		for (j = 0; j < (1UL << new_order); j++)
-			gmem_prep_folio(piece + j, 0, mapping, index + i + j);
+			gmem_prep_folio(piece + j, 0, mapping, index + i + j,
+					false);
 	}
 	gmem_store_pieces(mapping, &folio->page, order, index);
 	preempt_enable();
+	if (keep_hvo)
+		mutex_unlock(&gmem_vmemmap_mutex);
 	return 0;
 
+unlist_hvo:
+	if (keep_hvo) {
+		gmem_set_hvo_piece(NULL, &folio->page, order);
+		mutex_unlock(&gmem_vmemmap_mutex);
+	}
 unsplit_xa:
 	gmem_xa_unsplit(mapping, folio);
 	if (rec)
@@ -518,11 +735,23 @@ bool gmem_hugetlb_folio_hwpoisoned(struct folio *folio)
 EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_folio_hwpoisoned);
 
 /*
+ * What re-applying HVO to @rec's huge page takes (see
+ * hugetlb_vmemmap_prepare_optimize()), unless its struct pages kept HVO.
+ */
+static struct page *gmem_prepare_hvo(const struct gmem_split_record *rec)
+{
+	if (gmem_record_hvo(rec))
+		return NULL;
+	return hugetlb_vmemmap_prepare_optimize(rec->h, (struct folio *)rec->head);
+}
+
+/*
  * Make the frozen pages from @head one hugetlb folio again, HVO re-applied if
- * the split undid it; it is left frozen. HVO moves the head struct page, so it
+ * it was undone; it is left frozen. HVO moves the head struct page, so it
  * needs the references frozen; whatever it allocates was allocated before
- * they were (@vmemmap_head, from hugetlb_vmemmap_prepare_optimize()), so that
- * nobody waits on the frozen folio for an allocation (and its reclaim).
+ * they were (@vmemmap_head, from gmem_prepare_hvo()), so that nobody waits on
+ * the frozen folio for an allocation (and its reclaim). A whole piece that
+ * kept HVO is taken off the list of those.
  */
 static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
 				       const struct gmem_split_record *rec,
@@ -530,11 +759,15 @@ static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
 				       struct page *vmemmap_head)
 {
 	unsigned int order = huge_page_order(h);
+	bool hvo = gmem_record_hvo(rec);
 	struct folio *folio;
 
-	gmem_reset_pages(head, 1UL << order);
+	lockdep_assert_held(&gmem_vmemmap_mutex);
+	if (hvo)
+		gmem_set_hvo_piece(NULL, head, order);
+	gmem_reset_pages(head, gmem_writable_struct_pages(order, hvo));
 	folio = (struct folio *)head;
-	prep_compound_page(head, order);
+	gmem_prep_compound(head, order, hvo);
 	folio->mapping = mapping;
 	folio->index = index;
 	__folio_mark_uptodate(folio);
@@ -558,7 +791,10 @@ static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
 		if (vmemmap_head)
 			__free_page(vmemmap_head);
 	} else {
-		/* Also if a split that failed had restored it. */
+		/*
+		 * Also if a split that failed had restored it; nothing to do
+		 * if it was kept (rec's flags say so).
+		 */
 		hugetlb_vmemmap_optimize_prepared(h, folio, vmemmap_head);
 	}
 
@@ -572,6 +808,56 @@ static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
 	list_add(&folio->lru, &h->hugepage_activelist);
 	spin_unlock_irq(&hugetlb_lock);
 	return folio;
+}
+
+/*
+ * Make the pieces of the block of @order at @head (@index) one ordinary folio.
+ * A whole piece put back by a failed conversion gets HVO back if that
+ * conversion's split undid it, so that the file is as it was.
+ */
+static int gmem_join_pieces(struct gmem_hugetlb *gh, struct address_space *mapping,
+			    struct page *head, pgoff_t index, unsigned int order)
+{
+	struct gmem_split_record *rec = NULL;
+	struct page *vmemmap_head = NULL;
+
+	if (order == huge_page_order(gh->h)) {
+		rec = xa_load(&gh->split, gmem_huge_index(gh, index));
+		if (WARN_ON_ONCE(!rec))
+			return -EINVAL;
+		mutex_lock(&gmem_vmemmap_mutex);
+		if (rec->split_undid_hvo)
+			vmemmap_head = hugetlb_vmemmap_prepare_optimize_pages(gh->h, head);
+		rec->split_undid_hvo = false;
+		if (vmemmap_head && gmem_set_hvo_piece(rec, head, order)) {
+			__free_page(vmemmap_head);
+			vmemmap_head = NULL;
+		}
+	}
+
+	if (!gmem_freeze_pieces(head, order, mapping, index)) {
+		if (vmemmap_head) {
+			gmem_set_hvo_piece(NULL, head, order);
+			__free_page(vmemmap_head);
+		}
+		if (rec)
+			mutex_unlock(&gmem_vmemmap_mutex);
+		return -EAGAIN;
+	}
+	gmem_reset_pages(head, 1UL << order);
+	gmem_prep_folio(head, order, mapping, index, false);
+	if (vmemmap_head) {
+		if (hugetlb_vmemmap_optimize_pages(gh->h, head, vmemmap_head)) {
+			gmem_set_hvo_piece(NULL, head, order);
+		} else {
+			rec->hugetlb_flags |= BIT(HPG_vmemmap_optimized);
+			WRITE_ONCE(rec->vmemmap_restored, false);
+		}
+	}
+	if (rec)
+		mutex_unlock(&gmem_vmemmap_mutex);
+	gmem_store_pieces(mapping, head, order, index);
+	return 0;
 }
 
 /*
@@ -593,23 +879,21 @@ static int gmem_merge_pieces(struct gmem_hugetlb *gh, struct address_space *mapp
 
 	if (gmem_pages_hwpoisoned(head, order))
 		return -EHWPOISON;
-	if (rec)
-		vmemmap_head = hugetlb_vmemmap_prepare_optimize(gh->h,
-								(struct folio *)head);
+	if (!rec)
+		return gmem_join_pieces(gh, mapping, head, index, order);
+
+	mutex_lock(&gmem_vmemmap_mutex);
+	vmemmap_head = gmem_prepare_hvo(rec);
 	if (!gmem_freeze_pieces(head, order, mapping, index)) {
+		mutex_unlock(&gmem_vmemmap_mutex);
 		if (vmemmap_head)
 			__free_page(vmemmap_head);
 		return -EAGAIN;
 	}
-
-	if (rec) {
-		gmem_make_hugetlb(gh->h, head, rec, mapping, index, vmemmap_head);
-		xa_erase(&gh->split, gmem_huge_index(gh, index));
-		kfree(rec);
-	} else {
-		gmem_reset_pages(head, 1UL << order);
-		gmem_prep_folio(head, order, mapping, index);
-	}
+	gmem_make_hugetlb(gh->h, head, rec, mapping, index, vmemmap_head);
+	mutex_unlock(&gmem_vmemmap_mutex);
+	xa_erase(&gh->split, gmem_huge_index(gh, index));
+	kfree(rec);
 	gmem_store_pieces(mapping, head, order, index);
 	return 0;
 }
@@ -685,10 +969,10 @@ EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_merge);
  * @index: the first page of the huge page.
  *
  * The shape of a huge page that is all shared (see gmem_hugetlb_split() with
- * the folio's own order): its pieces become one folio the host can map, and
- * the huge page stays split as far as hugetlb is concerned. The pieces must
- * be neither mapped into userspace nor referenced other than by the page
- * cache.
+ * the folio's own order): its pieces become one folio the host can map, with
+ * HVO re-applied if the split undid it, and the huge page stays split as far
+ * as hugetlb is concerned. The pieces must be neither mapped into userspace
+ * nor referenced other than by the page cache.
  *
  * Return: 0 if the huge page is one ordinary folio now (also if it already
  * was), -EAGAIN, -EHWPOISON, -ENOENT or -EINVAL as for gmem_hugetlb_merge().
@@ -900,15 +1184,17 @@ static bool gmem_free_orphan(struct gmem_split_record *rec)
 	struct page *vmemmap_head;
 	struct folio *folio;
 
-	vmemmap_head = hugetlb_vmemmap_prepare_optimize(rec->h,
-							(struct folio *)rec->head);
+	mutex_lock(&gmem_vmemmap_mutex);
+	vmemmap_head = gmem_prepare_hvo(rec);
 	if (!gmem_freeze_pieces(rec->head, huge_page_order(rec->h), NULL, 0)) {
+		mutex_unlock(&gmem_vmemmap_mutex);
 		if (vmemmap_head)
 			__free_page(vmemmap_head);
 		return false;
 	}
 
 	folio = gmem_make_hugetlb(rec->h, rec->head, rec, NULL, 0, vmemmap_head);
+	mutex_unlock(&gmem_vmemmap_mutex);
 	folio_ref_unfreeze(folio, 1);
 	folio_put(folio);
 	return true;
