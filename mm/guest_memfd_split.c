@@ -190,7 +190,7 @@ static void gmem_prep_compound(struct page *head, unsigned int order, bool hvo)
 {
 	unsigned long nr = gmem_writable_struct_pages(order, hvo), i;
 
-	__SetPageHead(head);
+	__folio_set_head((struct folio *)head);
 	for (i = 1; i < nr; i++)
 		prep_compound_tail(head + i, head, order);
 	prep_compound_head(head, order);

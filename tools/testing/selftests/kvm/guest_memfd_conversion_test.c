@@ -1846,7 +1846,7 @@ TEST_F_TIMEOUT(conv, memory_failure_restores_a_whole_piece, GMEM_TEST_TIMEOUT)
 	if (variant->page_shift == 12)
 		SKIP(return, "order-0 file: no HVO");
 	if (variant->page_shift == 30)
-		SKIP(return, "1G: the 2M variant runs the same code; a poisoned 1G page is lost to the boot");
+		SKIP(return, "1G: same code as 2M; a poisoned 1G page is lost to the boot");
 
 	share_and_map_whole(self, 19);
 	memmap = read_vmstat("nr_memmap_pages");
