@@ -481,6 +481,7 @@ static int gmem_split_piece_vmemmap(struct gmem_hugetlb *gh, struct folio *folio
 		r = gmem_restore_hvo_piece(rec);
 		rec->split_undid_hvo = !r;
 	} else {
+		/* Restored already: by a PTE mapping, or by a split that failed. */
 		rec = xa_load(&gh->split, gmem_huge_index(gh, folio->index));
 		if (rec)
 			rec->split_undid_hvo = false;
@@ -828,7 +829,6 @@ static int gmem_join_pieces(struct gmem_hugetlb *gh, struct address_space *mappi
 		mutex_lock(&gmem_vmemmap_mutex);
 		if (rec->split_undid_hvo)
 			vmemmap_head = hugetlb_vmemmap_prepare_optimize_pages(gh->h, head);
-		rec->split_undid_hvo = false;
 		if (vmemmap_head && gmem_set_hvo_piece(rec, head, order)) {
 			__free_page(vmemmap_head);
 			vmemmap_head = NULL;
@@ -846,6 +846,16 @@ static int gmem_join_pieces(struct gmem_hugetlb *gh, struct address_space *mappi
 	}
 	gmem_reset_pages(head, 1UL << order);
 	gmem_prep_folio(head, order, mapping, index, false);
+	/*
+	 * Memory failure may have marked a page since the caller looked (it
+	 * takes no reference on pages it cannot handle): HVO would drop the
+	 * mark with the page's struct page.
+	 */
+	if (vmemmap_head && gmem_pages_hwpoisoned(head, order)) {
+		gmem_set_hvo_piece(NULL, head, order);
+		__free_page(vmemmap_head);
+		vmemmap_head = NULL;
+	}
 	if (vmemmap_head) {
 		if (hugetlb_vmemmap_optimize_pages(gh->h, head, vmemmap_head)) {
 			gmem_set_hvo_piece(NULL, head, order);
@@ -854,8 +864,10 @@ static int gmem_join_pieces(struct gmem_hugetlb *gh, struct address_space *mappi
 			WRITE_ONCE(rec->vmemmap_restored, false);
 		}
 	}
-	if (rec)
+	if (rec) {
+		rec->split_undid_hvo = false;
 		mutex_unlock(&gmem_vmemmap_mutex);
+	}
 	gmem_store_pieces(mapping, head, order, index);
 	return 0;
 }

@@ -1870,6 +1870,32 @@ TEST_F_TIMEOUT(conv, memory_failure_restores_a_whole_piece, GMEM_TEST_TIMEOUT)
 	close_with_poisoned_page(self);
 }
 
+/*
+ * Only guest_memfd splits its folios: madvise(MADV_COLD) and MADV_PAGEOUT on
+ * part of a huge mapping, which split a THP there, leave the shared huge
+ * pages whole, HVO and all.  Before, mm split a 2M page behind the engine's
+ * back, writing tail struct pages that HVO shares read-only.
+ */
+TEST_F_TIMEOUT(conv, madvise_cold_leaves_huge_pages_whole, GMEM_TEST_TIMEOUT)
+{
+	u64 nr_huge = self->size / self->page_size;
+	char whole[32];
+	long memmap;
+
+	if (variant->page_shift == 12)
+		SKIP(return, "order-0 file: no huge page to split");
+
+	snprintf(whole, sizeof(whole), "%u:%lu ", variant->page_shift - 12, nr_huge);
+	share_and_map_whole(self, 20);
+	memmap = memmap_pages();
+	TEST_ASSERT_EQ(madvise(host_page(self, PAGE_SIZE), PAGE_SIZE, MADV_COLD), 0);
+	TEST_ASSERT_EQ(madvise(host_page(self, PAGE_SIZE), PAGE_SIZE, MADV_PAGEOUT), 0);
+	assert_folios(self->fd, whole, nr_huge, 0);
+	TEST_ASSERT_EQ(memmap_pages(), memmap);
+	host_check_pages(self->mem, 0, self->size, 20);
+	guest_do(self->vcpu, OP_CHECK, 0, self->size, 20);
+}
+
 /* The pfn of the host's page at @p, from /proc/self/pagemap. */
 static u64 host_pfn(const void *p)
 {
