@@ -51,6 +51,9 @@ int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 			      struct address_space *mapping, pgoff_t index);
 bool gmem_hugetlb_page_hwpoisoned(struct folio *folio, struct page *page);
 bool gmem_hugetlb_folio_hwpoisoned(struct folio *folio);
+int gmem_hugetlb_restore_vmemmap(struct folio *folio);
+int gmem_hugetlb_lock_struct_page(struct page *page);
+void gmem_hugetlb_unlock_struct_page(void);
 #if IS_ENABLED(CONFIG_KUNIT)
 struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh, int nid,
 				       nodemask_t *nodemask);
@@ -161,6 +164,20 @@ static inline bool gmem_hugetlb_page_hwpoisoned(struct folio *folio,
 static inline bool gmem_hugetlb_folio_hwpoisoned(struct folio *folio)
 {
 	return folio_test_hwpoison(folio);
+}
+
+static inline int gmem_hugetlb_restore_vmemmap(struct folio *folio)
+{
+	return 0;
+}
+
+static inline int gmem_hugetlb_lock_struct_page(struct page *page)
+{
+	return 0;
+}
+
+static inline void gmem_hugetlb_unlock_struct_page(void)
+{
 }
 #endif /* CONFIG_GUEST_MEMFD_HUGETLB */
 

@@ -90,6 +90,20 @@ static int merge_at(struct split_test *t, pgoff_t index, unsigned int order)
 	return r;
 }
 
+/* What a page-sized host fault does before it maps a page with a PTE. */
+static int restore_vmemmap_at(struct split_test *t, pgoff_t index)
+{
+	struct folio *folio = filemap_lock_folio(t->mapping, index);
+	int r;
+
+	if (IS_ERR(folio))
+		return PTR_ERR(folio);
+	r = gmem_hugetlb_restore_vmemmap(folio);
+	folio_unlock(folio);
+	folio_put(folio);
+	return r;
+}
+
 /* Merge whatever is left, take the huge page out, and close the file. */
 static void split_test_exit(struct kunit *test, struct split_test *t)
 {
@@ -231,10 +245,27 @@ static void gmem_split_every_granularity(struct kunit *test)
 	/* A merge of what is whole already does nothing. */
 	KUNIT_EXPECT_EQ(test, merge_at(&t, 0, huge_page_order(t.h)), 0);
 
-	/* An ordinary folio of the huge page's order (all shared), and back. */
+	/*
+	 * An ordinary folio of the huge page's order (all shared) keeps HVO;
+	 * a restore for a PTE mapping undoes it, and the merge redoes it.
+	 */
 	KUNIT_ASSERT_EQ(test, split_at(&t, 0, huge_page_order(t.h), NULL), 0);
 	expect_orders(test, &t, expected);
 	KUNIT_EXPECT_TRUE(test, gmem_hugetlb_is_split(t.gh, 0));
+	KUNIT_EXPECT_EQ(test, gmem_hugetlb_split_stats(t.gh, &vmemmap_bytes), 1);
+	KUNIT_EXPECT_EQ(test, vmemmap_bytes, 0);
+	KUNIT_EXPECT_EQ(test, restore_vmemmap_at(&t, 0), 0);
+	KUNIT_EXPECT_EQ(test, gmem_hugetlb_split_stats(t.gh, &vmemmap_bytes), 1);
+	if (IS_ENABLED(CONFIG_HUGETLB_PAGE_OPTIMIZE_VMEMMAP_DEFAULT_ON))
+		KUNIT_EXPECT_EQ(test, vmemmap_bytes, t.nr * sizeof(struct page) - PAGE_SIZE);
+	KUNIT_EXPECT_EQ(test, merge_at(&t, 0, huge_page_order(t.h)), 0);
+	KUNIT_EXPECT_TRUE(test, whole_and_optimized(&t));
+
+	/* Merged while it kept HVO: nothing to redo. */
+	KUNIT_ASSERT_EQ(test, split_at(&t, 0, huge_page_order(t.h), NULL), 0);
+	KUNIT_EXPECT_EQ(test, merge_at(&t, 0, huge_page_order(t.h)), 0);
+	KUNIT_EXPECT_TRUE(test, whole_and_optimized(&t));
+	expect_pool(test, &t, -1, 0);
 	split_test_exit(test, &t);
 }
 
