@@ -387,6 +387,23 @@ static int gmem_restore_hvo_piece(struct gmem_split_record *rec)
 	return 0;
 }
 
+/*
+ * Restore the whole piece listed as keeping HVO at @pfn, if one is.
+ * Return: 1 if it restored one, 0 if none is listed there, or -ENOMEM.
+ */
+static int gmem_restore_listed_piece(unsigned long pfn)
+{
+	struct gmem_split_record *rec;
+	int r;
+
+	lockdep_assert_held(&gmem_vmemmap_mutex);
+	rec = xa_load(&gmem_hvo_pieces, pfn);
+	if (!rec)
+		return 0;
+	r = gmem_restore_hvo_piece(rec);
+	return r ? r : 1;
+}
+
 /**
  * gmem_hugetlb_restore_vmemmap() - Give the pages of a folio of a guest_memfd
  *				    huge page struct pages of their own.
@@ -400,8 +417,7 @@ static int gmem_restore_hvo_piece(struct gmem_split_record *rec)
  */
 int gmem_hugetlb_restore_vmemmap(struct folio *folio)
 {
-	struct gmem_split_record *rec;
-	int r = 0;
+	int r;
 
 	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
 	if (folio_test_hugetlb(folio) || !folio_test_large(folio) ||
@@ -409,11 +425,9 @@ int gmem_hugetlb_restore_vmemmap(struct folio *folio)
 		return 0;
 
 	mutex_lock(&gmem_vmemmap_mutex);
-	rec = xa_load(&gmem_hvo_pieces, folio_pfn(folio));
-	if (rec)
-		r = gmem_restore_hvo_piece(rec);
+	r = gmem_restore_listed_piece(folio_pfn(folio));
 	mutex_unlock(&gmem_vmemmap_mutex);
-	return r;
+	return min(r, 0);
 }
 EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_restore_vmemmap);
 
@@ -433,17 +447,13 @@ EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_restore_vmemmap);
  */
 int gmem_hugetlb_lock_struct_page(struct page *page)
 {
-	struct gmem_split_record *rec;
-	int r = 0;
+	int r;
 
 	mutex_lock(&gmem_vmemmap_mutex);
-	if (folio_test_hugetlb(page_folio(page))) {
+	if (folio_test_hugetlb(page_folio(page)))
 		r = -EAGAIN;
-	} else {
-		rec = xa_load(&gmem_hvo_pieces, page_to_pfn(page));
-		if (rec)
-			r = gmem_restore_hvo_piece(rec);
-	}
+	else
+		r = min(gmem_restore_listed_piece(page_to_pfn(page)), 0);
 	if (r)
 		mutex_unlock(&gmem_vmemmap_mutex);
 	return r;
@@ -468,26 +478,22 @@ void gmem_hugetlb_unlock_struct_page(void)
 static int gmem_split_piece_vmemmap(struct gmem_hugetlb *gh, struct folio *folio)
 {
 	struct gmem_split_record *rec;
-	int r = 0;
+	int r;
 
 	if (folio_ref_count(folio) != folio_nr_pages(folio) + 1)
 		return -EAGAIN;
 	if (folio_order(folio) != huge_page_order(gh->h))
 		return 0;
 
+	rec = xa_load(&gh->split, gmem_huge_index(gh, folio->index));
+	if (WARN_ON_ONCE(!rec))
+		return -EINVAL;
 	mutex_lock(&gmem_vmemmap_mutex);
-	rec = xa_load(&gmem_hvo_pieces, folio_pfn(folio));
-	if (rec) {
-		r = gmem_restore_hvo_piece(rec);
-		rec->split_undid_hvo = !r;
-	} else {
-		/* Restored already: by a PTE mapping, or by a split that failed. */
-		rec = xa_load(&gh->split, gmem_huge_index(gh, folio->index));
-		if (rec)
-			rec->split_undid_hvo = false;
-	}
+	/* 0: restored already, by a PTE mapping or by a split that failed. */
+	r = gmem_restore_listed_piece(folio_pfn(folio));
+	rec->split_undid_hvo = r > 0;
 	mutex_unlock(&gmem_vmemmap_mutex);
-	return r;
+	return min(r, 0);
 }
 
 /**
@@ -1294,8 +1300,6 @@ int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 	}
 
 	xa_erase(&gh->split, gmem_huge_index(gh, index));
-	rec->h = gh->h;
-	rec->head = head;
 	/*
 	 * The huge page is no longer the file's: freed, it goes back to the
 	 * pool unreserved, and the file reserves another in its place now, so
