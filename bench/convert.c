@@ -75,6 +75,8 @@ static const char *only;
 
 static bool selected(const struct backing *b)
 {
+	if (only && only[0] == '=')
+		return !strcmp(b->name, only + 1);
 	return !only || strstr(b->name, only);
 }
 
@@ -589,12 +591,15 @@ static void bench_latency(const struct backing *b, int reps)
 	free(whole_p);
 }
 
-#define TOGGLE_VCPUS	4
+#define TOGGLE_MAX_VCPUS	4
 #define TOGGLE_PAGES	16
 static_assert(CLOCK_EVERY % (2 * TOGGLE_PAGES) == 0, "loops end all private");
 
+/* -V: how many vCPUs read while the toggle bench converts. */
+static int toggle_vcpus = TOGGLE_MAX_VCPUS;
+
 /* What each vCPU of the toggle bench reads, until the host clears loop. */
-static struct guest_cmd toggle_cmds[TOGGLE_VCPUS];
+static struct guest_cmd toggle_cmds[TOGGLE_MAX_VCPUS];
 
 static void toggle_guest_code(u64 id)
 {
@@ -617,7 +622,7 @@ static void *toggle_vcpu_run(void *arg)
 
 /*
  * TOGGLE_PAGES 4K pages, 64 MiB apart in 1 GiB (a 1G page, 512 2M pages or
- * 262,144 4K ones), each read by one of TOGGLE_VCPUS vCPUs in a loop while
+ * 262,144 4K ones), each read by one of toggle_vcpus vCPUs in a loop while
  * the host converts the pages to shared and back, one after the other, for
  * two seconds.
  */
@@ -628,37 +633,40 @@ static void bench_toggle(const struct backing *b)
 		.type = KVM_X86_SW_PROTECTED_VM,
 	};
 	u64 spacing = SZ_1G / TOGGLE_PAGES, first = 5 * PAGE_SIZE;
-	struct kvm_vcpu *vcpus[TOGGLE_VCPUS];
-	pthread_t threads[TOGGLE_VCPUS];
+	struct kvm_vcpu *vcpus[TOGGLE_MAX_VCPUS];
+	pthread_t threads[TOGGLE_MAX_VCPUS];
 	static double baseline_rate;
 	struct kvm_vm *vm;
 	double start, t;
+	u64 faults = 0;
 	long nr = 0;
 	int fd, i;
 
 	set_merge_delay(b);
-	progress("%s: toggling with %d vCPUs", b->name, TOGGLE_VCPUS);
-	vm = __vm_create_with_vcpus(shape, TOGGLE_VCPUS, SZ_1G / PAGE_SIZE,
+	progress("%s: toggling with %d vCPUs", b->name, toggle_vcpus);
+	vm = __vm_create_with_vcpus(shape, toggle_vcpus, SZ_1G / PAGE_SIZE,
 				    toggle_guest_code, vcpus);
 	fd = backing_create_gmem(vm, b, SZ_1G);
 	vm_set_user_memory_region2(vm, DATA_SLOT, KVM_MEM_GUEST_MEMFD, DATA_GPA,
 				   SZ_1G, NULL, fd, 0);
 	virt_map_level(vm, DATA_GPA, DATA_GPA, SZ_1G, PG_LEVEL_1G);
 
-	/* vCPU i reads pages i, i + TOGGLE_VCPUS, ... */
-	for (i = 0; i < TOGGLE_VCPUS; i++) {
+	/* vCPU i reads pages i, i + toggle_vcpus, ... */
+	for (i = 0; i < toggle_vcpus; i++) {
 		toggle_cmds[i] = (struct guest_cmd) {
 			.offset = first + i * spacing, .size = SZ_1G - i * spacing,
-			.stride = TOGGLE_VCPUS * spacing, .loop = 1,
+			.stride = toggle_vcpus * spacing, .loop = 1,
 		};
 		vcpu_args_set(vcpus[i], 1, i);
 	}
 	sync_global_to_guest(vm, toggle_cmds);
-	for (i = 0; i < TOGGLE_VCPUS; i++) {
+	for (i = 0; i < toggle_vcpus; i++) {
 		vcpu_run_to_sync(vcpus[i]);
 		pthread_create(&threads[i], NULL, toggle_vcpu_run, vcpus[i]);
 	}
 
+	for (i = 0; i < toggle_vcpus; i++)
+		faults -= vcpu_get_stat(vcpus[i], pf_fixed);
 	start = now();
 	do {
 		convert_fd(fd, first + (nr / 2 % TOGGLE_PAGES) * spacing,
@@ -667,23 +675,25 @@ static void bench_toggle(const struct backing *b)
 	} while (nr % CLOCK_EVERY || now() - start < 2.0);
 	t = now() - start;
 
-	for (i = 0; i < TOGGLE_VCPUS; i++) {
+	for (i = 0; i < toggle_vcpus; i++) {
 		struct guest_cmd *c = addr_gva2hva(vm, (gva_t)&toggle_cmds[i]);
 
 		WRITE_ONCE(c->loop, 0);
 	}
-	for (i = 0; i < TOGGLE_VCPUS; i++)
+	for (i = 0; i < toggle_vcpus; i++) {
 		pthread_join(threads[i], NULL);
+		faults += vcpu_get_stat(vcpus[i], pf_fixed);
+	}
 	kvm_vm_free(vm);
 	close(fd);
 
 	if (b == &order0)
 		baseline_rate = nr / t;
-	printf("%-24s %14ld %12.0f %10.2f\n", b->name, nr, nr / t,
-	       nr / t / baseline_rate);
+	printf("%-24s %14ld %12.0f %10.2f %12.2f\n", b->name, nr, nr / t,
+	       nr / t / baseline_rate, (double)faults / nr);
 	if (csv_latency)
 		fprintf(csv_latency, "%s,conversions toggling %d pages with %d vCPUs,%ld,,,%.3f\n",
-			b->name, TOGGLE_PAGES, TOGGLE_VCPUS, nr, nr / t);
+			b->name, TOGGLE_PAGES, toggle_vcpus, nr, nr / t);
 }
 
 static FILE *csv_open(const char *dir, const char *name, const char *header)
@@ -700,9 +710,11 @@ static FILE *csv_open(const char *dir, const char *name, const char *header)
 
 static void usage(const char *prog)
 {
-	fprintf(stderr, "%s [-s size_in_MiB] [-r repetitions] [-o csv_dir] [-P | -L] [-b name]\n"
-		"  -P: partial-conversion fault-in only, -L: latency only\n"
-		"  -b: only the huge-page backings whose name contains name (e.g. \"1G\")\n",
+	fprintf(stderr, "%s [-s size_in_MiB] [-r repetitions] [-o csv_dir] [-P | -L | -T] [-V vcpus] [-b name]\n"
+		"  -P: partial-conversion fault-in only, -L: latency and toggling only,\n"
+		"  -T: toggling only, -V: vCPUs reading while toggling (1-4, default 4)\n"
+		"  -b: only the huge-page backings whose name contains name (e.g. \"1G\"),\n"
+		"      or, as =name, is name (e.g. \"=guest_memfd 1G\")\n",
 		prog);
 	exit(KSFT_FAIL);
 }
@@ -713,9 +725,9 @@ int main(int argc, char *argv[])
 	unsigned int seed = 1;
 	u64 size = SZ_1G;
 	int reps = 200, opt, i;
-	bool patterns = true, latency = true;
+	bool patterns = true, latency = true, latency_rows = true;
 
-	while ((opt = getopt(argc, argv, "s:r:o:PLb:h")) != -1) {
+	while ((opt = getopt(argc, argv, "s:r:o:PLTV:b:h")) != -1) {
 		switch (opt) {
 		case 'P':
 			latency = false;
@@ -725,6 +737,13 @@ int main(int argc, char *argv[])
 			break;
 		case 'L':
 			patterns = false;
+			break;
+		case 'V':
+			toggle_vcpus = atoi(optarg);
+			break;
+		case 'T':
+			patterns = false;
+			latency_rows = false;
 			break;
 		case 's':
 			size = strtoull(optarg, NULL, 0) << 20;
@@ -739,7 +758,8 @@ int main(int argc, char *argv[])
 			usage(argv[0]);
 		}
 	}
-	if (!size || size % SZ_1G || reps < 1)
+	if (!size || size % SZ_1G || reps < 1 || toggle_vcpus < 1 ||
+	    toggle_vcpus > TOGGLE_MAX_VCPUS)
 		usage(argv[0]);
 
 	TEST_REQUIRE(kvm_check_cap(KVM_CAP_VM_TYPES) & BIT(KVM_X86_SW_PROTECTED_VM));
@@ -776,6 +796,8 @@ int main(int argc, char *argv[])
 latency:
 	if (!latency)
 		goto out;
+	if (!latency_rows)
+		goto toggle;
 	printf("\nConversion latency (one huge page, KVM maps it whole before each conversion;\n"
 	       " for order-0 guest_memfd, 2M of it: the baseline of the last column)\n");
 	printf("%-24s %-34s %6s %12s %12s %10s\n", "backing", "conversion", "reps",
@@ -785,11 +807,12 @@ latency:
 		if (selected(&merge_policies[i]))
 			bench_latency(&merge_policies[i], reps);
 
+toggle:
 	printf("\nToggling: %d vCPUs read %d pages spread over 1 GiB while the host converts\n"
 	       " each to shared and back in turn (kvm.gmem_merge_delay_ms: default %u)\n",
-	       TOGGLE_VCPUS, TOGGLE_PAGES, default_merge_delay_ms);
-	printf("%-24s %14s %12s %10s\n", "backing", "conversions", "per second",
-	       "vs 4K");
+	       toggle_vcpus, TOGGLE_PAGES, default_merge_delay_ms);
+	printf("%-24s %14s %12s %10s %12s\n", "backing", "conversions", "per second",
+	       "vs 4K", "faults/conv");
 	bench_toggle(&order0);
 	for (i = 0; i < ARRAY_SIZE(merge_policies); i++)
 		if (selected(&merge_policies[i]))

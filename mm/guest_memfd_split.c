@@ -1102,31 +1102,35 @@ static bool gmem_block_unpoisoned(struct address_space *mapping, pgoff_t index,
  * gmem_hugetlb_block_mappable() - Whether a block of a split huge page may be
  *				   mapped as one, over its pieces.
  * @gh: the file's hugetlb backing.
- * @mapping: the file's mapping.
+ * @piece: a piece of the huge page, in the file's page cache, which the caller
+ *	   holds a reference on (the one it maps from).
  * @index: the first index of the block, aligned to its size.
  * @order: the block's order, at most the huge page's.
  *
  * The pieces of a split huge page are its memory, in place and contiguous, so
  * a block of them can be mapped by one huge mapping (a stage-2 one: the pfns
- * are what matters) as long as no page of it is poisoned. The caller holds the
- * file's invalidate lock, which keeps merges and truncation out until its
- * mapping is installed or invalidated; a split under it (a fault's, of a new
- * huge page) stores all its pieces at once, so while the huge page has a
- * record, every piece is in the page cache and none is frozen. Poison is
- * rare: only a huge page that memory failure hit
- * (gmem_hugetlb_note_hwpoison()) has its pieces looked at, so a fault costs
- * the same whatever the number of pieces.
+ * are what matters) as long as no page of it is poisoned. No lock is needed:
+ * the caller's reference on @piece keeps the huge page from being merged
+ * (which freezes every piece) and its record from being freed (an orphan's
+ * lasts until its last piece is free). What may change meanwhile is the
+ * answer, and whatever changes it (truncation, memory failure) invalidates
+ * KVM's mappings of the huge page after the change, so a fault that asked
+ * before the change does not install what it computed. Poison is rare: only a
+ * huge page that memory failure hit (gmem_hugetlb_note_hwpoison()) has its
+ * pieces looked at, so a fault costs the same whatever the number of pieces.
  *
  * Return: true if the block may be mapped whole.
  */
-bool gmem_hugetlb_block_mappable(struct gmem_hugetlb *gh,
-				 struct address_space *mapping, pgoff_t index,
-				 unsigned int order)
+bool gmem_hugetlb_block_mappable(struct gmem_hugetlb *gh, struct folio *piece,
+				 pgoff_t index, unsigned int order)
 {
+	struct address_space *mapping = READ_ONCE(piece->mapping);
 	struct gmem_split_record *rec;
 
-	lockdep_assert_held(&mapping->invalidate_lock);
-	if (order > gmem_hugetlb_order(gh) || !IS_ALIGNED(index, 1UL << order))
+	VM_WARN_ON_ONCE_FOLIO(gmem_huge_index(gh, piece->index) !=
+			      gmem_huge_index(gh, index), piece);
+	if (!mapping || order > gmem_hugetlb_order(gh) ||
+	    !IS_ALIGNED(index, 1UL << order))
 		return false;
 
 	rec = xa_load(&gh->split, gmem_huge_index(gh, index));

@@ -43,9 +43,8 @@ unsigned long gmem_hugetlb_split_stats(struct gmem_hugetlb *gh,
 void gmem_hugetlb_note_change(struct gmem_hugetlb *gh, pgoff_t index);
 bool gmem_hugetlb_split_since(struct gmem_hugetlb *gh, pgoff_t index,
 			      unsigned long *since, unsigned long *vmemmap_bytes);
-bool gmem_hugetlb_block_mappable(struct gmem_hugetlb *gh,
-				 struct address_space *mapping, pgoff_t index,
-				 unsigned int order);
+bool gmem_hugetlb_block_mappable(struct gmem_hugetlb *gh, struct folio *piece,
+				 pgoff_t index, unsigned int order);
 void gmem_hugetlb_note_hwpoison(struct gmem_hugetlb *gh, struct folio *folio);
 int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 			      struct address_space *mapping, pgoff_t index);
@@ -137,7 +136,7 @@ static inline bool gmem_hugetlb_split_since(struct gmem_hugetlb *gh,
 }
 
 static inline bool gmem_hugetlb_block_mappable(struct gmem_hugetlb *gh,
-					       struct address_space *mapping,
+					       struct folio *piece,
 					       pgoff_t index, unsigned int order)
 {
 	return false;

@@ -702,6 +702,36 @@ TEST_F_TIMEOUT(conv, private_again_maps_huge_at_first_fault, GMEM_TEST_TIMEOUT)
 }
 
 /*
+ * Converting one page inside a huge mapping zaps that page's mapping only:
+ * KVM splits the huge mappings the conversion cuts, so the rest of the huge
+ * page stays mapped (511 2M and 511 4K mappings for a 1G page) and a vCPU
+ * that reads it all faults once, on the page, as over order-0 memory.  Before,
+ * the zap took the whole huge mapping, and every page around faulted back.
+ */
+TEST_F_TIMEOUT(conv, conversion_leaves_the_rest_mapped, GMEM_TEST_TIMEOUT)
+{
+	u64 page = self->size / 2 + 5 * PAGE_SIZE;
+	u64 mixed_2m = 0, mixed_4k = 0, base_4k, faults;
+
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	base_4k = vm_get_stat(self->vm, pages_4k);
+	if (variant->page_shift > 12) {
+		mixed_2m = self->size / SZ_2M - 1;
+		mixed_4k = SZ_2M / PAGE_SIZE;
+	}
+
+	convert(self->fd, page, PAGE_SIZE, 0);
+	assert_stage2_mappings(self->vm, 0, mixed_2m, base_4k + mixed_4k - 1,
+			       false);
+
+	faults = vcpu_get_stat(self->vcpu, pf_fixed);
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	TEST_ASSERT_EQ(vcpu_get_stat(self->vcpu, pf_fixed) - faults, 1);
+	assert_stage2_mappings(self->vm, 0, mixed_2m, base_4k + mixed_4k, false);
+	convert(self->fd, page, PAGE_SIZE, PRIVATE);
+}
+
+/*
  * A huge page whose range is all private again stays split for
  * kvm.gmem_merge_delay_ms, while KVM maps it at its size over its pieces
  * (pages_1g is 1 again before any merge), so that round trips in the meantime
