@@ -710,7 +710,8 @@ static FILE *csv_open(const char *dir, const char *name, const char *header)
 
 static void usage(const char *prog)
 {
-	fprintf(stderr, "%s [-s size_in_MiB] [-r repetitions] [-o csv_dir] [-P | -L | -T] [-V vcpus] [-b name]\n"
+	fprintf(stderr, "%s [-s size_in_MiB] [-r repetitions] [-o csv_dir]\n"
+		"  [-P | -L | -T] [-V vcpus] [-b name]\n"
 		"  -P: partial-conversion fault-in only, -L: latency and toggling only,\n"
 		"  -T: toggling only, -V: vCPUs reading while toggling (1-4, default 4)\n"
 		"  -b: only the huge-page backings whose name contains name (e.g. \"1G\"),\n"
