@@ -52,6 +52,7 @@
 #include <linux/pagemap.h>
 #include <linux/shmem_fs.h>
 #include <linux/slab.h>
+#include <linux/srcu.h>
 #include <linux/workqueue.h>
 #include <linux/xarray.h>
 
@@ -97,6 +98,14 @@ struct gmem_split_record {
  */
 static DEFINE_XARRAY(gmem_hvo_pieces);
 static DEFINE_MUTEX(gmem_vmemmap_mutex);
+
+/*
+ * Lookups that hold no invalidate lock (gmem_hugetlb_get_piece()) read a
+ * piece's reference count under this; a merge that re-applies HVO waits for
+ * them once the pieces are frozen (gmem_wait_for_lookups()), since HVO makes
+ * the struct pages of all pieces but the first read-only.
+ */
+DEFINE_STATIC_SRCU(gmem_lookup_srcu);
 
 static void gmem_save_hugetlb(struct folio *folio, struct gmem_split_record *rec)
 {
@@ -225,8 +234,8 @@ static struct folio *gmem_prep_folio(struct page *head, unsigned int order,
  * slots were split beforehand to exactly these folios' orders, or to coarser
  * entries that they fill, so no xarray node is allocated.
  */
-static void gmem_store_pieces(struct address_space *mapping, struct page *head,
-			      unsigned int nr_order, pgoff_t index)
+static void gmem_store_entries(struct address_space *mapping, struct page *head,
+			       unsigned int nr_order, pgoff_t index)
 {
 	unsigned long nr = 1UL << nr_order, i;
 	XA_STATE(xas, &mapping->i_pages, index);
@@ -240,15 +249,30 @@ static void gmem_store_pieces(struct address_space *mapping, struct page *head,
 		xas_store(&xas, folio);
 		WARN_ON_ONCE(xas_error(&xas));
 	}
-	/*
-	 * Only now: a lookup that found the first piece in a slot that was
-	 * still the whole folio's must not get hold of it.
-	 */
+	xas_unlock_irq(&xas);
+}
+
+static void gmem_unfreeze_pieces(struct page *head, unsigned int nr_order)
+{
+	unsigned long nr = 1UL << nr_order, i;
+	struct folio *folio;
+
 	for (i = 0; i < nr; i += folio_nr_pages(folio)) {
 		folio = (struct folio *)(head + i);
 		folio_ref_unfreeze(folio, folio_nr_pages(folio));
 	}
-	xas_unlock_irq(&xas);
+}
+
+/*
+ * Store the (frozen) folios that cover 2^@nr_order pages from @head at @index,
+ * then unfreeze them: only then, so that a lookup that found the first piece
+ * in a slot that was still the whole folio's does not get hold of it.
+ */
+static void gmem_store_pieces(struct address_space *mapping, struct page *head,
+			      unsigned int nr_order, pgoff_t index)
+{
+	gmem_store_entries(mapping, head, nr_order, index);
+	gmem_unfreeze_pieces(head, nr_order);
 }
 
 /*
@@ -664,6 +688,56 @@ free_rec:
 }
 EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_split);
 
+/**
+ * gmem_hugetlb_get_piece() - Get the folio at an index of a guest_memfd file
+ *			      without its invalidate lock.
+ * @mapping: the file's mapping.
+ * @index: the index.
+ *
+ * For lookups that hold neither the invalidate lock nor the folio's lock (a
+ * vCPU fault, or a caller under KVM's MMU lock): such a lookup may read a
+ * piece's reference count just before a merge freezes it, and write it just
+ * after the merge made that struct page a read-only HVO tail. So the lookup
+ * runs under gmem_lookup_srcu, which the merge waits for, and does not wait for
+ * a frozen folio (being split or merged), which would hold that wait up.
+ *
+ * Return: the folio with a reference, or NULL if there is none or it is
+ * frozen.
+ */
+struct folio *gmem_hugetlb_get_piece(struct address_space *mapping,
+				     pgoff_t index)
+{
+	XA_STATE(xas, &mapping->i_pages, index);
+	struct folio *folio;
+	int idx;
+
+	idx = srcu_read_lock(&gmem_lookup_srcu);
+	rcu_read_lock();
+	do {
+		folio = xas_load(&xas);
+	} while (xas_retry(&xas, folio));
+	if (!folio || xa_is_value(folio) || !folio_try_get(folio)) {
+		folio = NULL;
+	} else if (unlikely(folio != xas_reload(&xas))) {
+		folio_put(folio);
+		folio = NULL;
+	}
+	rcu_read_unlock();
+	srcu_read_unlock(&gmem_lookup_srcu, idx);
+	return folio;
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_get_piece);
+
+/*
+ * Wait for the lookups without the invalidate lock that may have read the
+ * reference count of a piece before it was frozen: HVO, about to be applied,
+ * makes that struct page read-only, and their folio_try_get() would write it.
+ */
+static void gmem_wait_for_lookups(void)
+{
+	synchronize_srcu_expedited(&gmem_lookup_srcu);
+}
+
 /*
  * Freeze the references of the pieces that cover the 2^@order pages from
  * @head, pieces of @mapping from @index (or of no mapping, if NULL): each
@@ -800,8 +874,13 @@ static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
 	} else {
 		/*
 		 * Also if a split that failed had restored it; nothing to do
-		 * if it was kept (rec's flags say so).
+		 * if it was kept (rec's flags say so). The pieces' entries go
+		 * first, frozen, and lookups that found a piece before wait.
 		 */
+		if (mapping && vmemmap_head) {
+			gmem_store_entries(mapping, head, order, index);
+			gmem_wait_for_lookups();
+		}
 		hugetlb_vmemmap_optimize_prepared(h, folio, vmemmap_head);
 	}
 
@@ -863,6 +942,9 @@ static int gmem_join_pieces(struct gmem_hugetlb *gh, struct address_space *mappi
 		vmemmap_head = NULL;
 	}
 	if (vmemmap_head) {
+		/* As in gmem_make_hugetlb(): entries first, then HVO. */
+		gmem_store_entries(mapping, head, order, index);
+		gmem_wait_for_lookups();
 		if (hugetlb_vmemmap_optimize_pages(gh->h, head, vmemmap_head)) {
 			gmem_set_hvo_piece(NULL, head, order);
 		} else {

@@ -45,6 +45,8 @@ bool gmem_hugetlb_split_since(struct gmem_hugetlb *gh, pgoff_t index,
 			      unsigned long *since, unsigned long *vmemmap_bytes);
 bool gmem_hugetlb_block_mappable(struct gmem_hugetlb *gh, struct folio *piece,
 				 pgoff_t index, unsigned int order);
+struct folio *gmem_hugetlb_get_piece(struct address_space *mapping,
+				     pgoff_t index);
 void gmem_hugetlb_note_hwpoison(struct gmem_hugetlb *gh, struct folio *folio);
 int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 			      struct address_space *mapping, pgoff_t index);
@@ -133,6 +135,12 @@ static inline bool gmem_hugetlb_split_since(struct gmem_hugetlb *gh,
 					    unsigned long *vmemmap_bytes)
 {
 	return false;
+}
+
+static inline struct folio *gmem_hugetlb_get_piece(struct address_space *mapping,
+						   pgoff_t index)
+{
+	return NULL;
 }
 
 static inline bool gmem_hugetlb_block_mappable(struct gmem_hugetlb *gh,

@@ -802,4 +802,66 @@ TEST_F_TIMEOUT(stress, close_while_merge_work_runs, 300)
 		    "the kernel warned (see its log)");
 }
 
+/*
+ * vCPU faults look pieces up without the invalidate lock while conversions
+ * merge the huge page back at every round trip (kvm.gmem_merge_delay_ms=0),
+ * which re-applies HVO and makes the struct pages of all pieces but the first
+ * read-only.  A fault that read a piece's reference count before the merge
+ * froze it, and took its reference after HVO, oopsed writing a read-only page
+ * (seen in bench/convert -T's "1G merge 0ms" rows before merges waited for such
+ * lookups).
+ */
+TEST_F_TIMEOUT(stress, vcpus_fault_while_merges_apply_hvo, 300)
+{
+	int scale = getenv("TIMEOUT_SCALE") ? atoi(getenv("TIMEOUT_SCALE")) : 1;
+	u64 npages = variant->size / PAGE_SIZE, page, round_trips = 0;
+	unsigned long taint = read_kernel_taint();
+	struct kvm_vcpu *vcpus[NR_VCPUS];
+	pthread_t threads[NR_VCPUS];
+	struct timespec start, now;
+	unsigned int delay_ms;
+	struct kvm_vm *vm;
+	void *mem;
+	int fd, i, r;
+
+	if (variant->page_shift == 12)
+		SKIP(return, "an order-0 file has no huge page to merge");
+
+	delay_ms = gmem_set_merge_delay_ms(0);
+	fd = data_vm_create(&vm, vcpus, NR_VCPUS, variant->page_shift,
+			    variant->size, &mem);
+	for (i = 0; i < NR_VCPUS; i++) {
+		vcpu_args_set(vcpus[i], 1, i + 1);
+		pthread_create(&threads[i], NULL, vcpu_run_until_done, vcpus[i]);
+	}
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	do {
+		/* 16 pages across the file, 5 pages into their 2M blocks. */
+		page = (round_trips % 16) * (npages / 16) + 5;
+		do {
+			r = convert(fd, page, 1, true, NULL);
+		} while (r == -EAGAIN);
+		TEST_ASSERT_EQ(r, 0);
+		do {
+			r = convert(fd, page, 1, false, NULL);
+		} while (r == -EAGAIN);
+		TEST_ASSERT_EQ(r, 0);
+		round_trips++;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+	} while (now.tv_sec - start.tv_sec < 10 * scale);
+
+	*(bool *)addr_gva2hva(vm, (gva_t)&stop_guest) = true;
+	for (i = 0; i < NR_VCPUS; i++)
+		join_vcpu_thread(threads[i], vcpus[i]);
+	ksft_print_msg("%lu round trips\n", round_trips);
+	kvm_vm_free(vm);
+	kvm_munmap(mem, variant->size);
+	close(fd);
+	gmem_set_merge_delay_ms(delay_ms);
+
+	TEST_ASSERT(!(read_kernel_taint() & ~taint & TAINT_WARN),
+		    "the kernel warned (see its log)");
+}
+
 TEST_HARNESS_MAIN
