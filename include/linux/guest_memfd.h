@@ -137,6 +137,7 @@ static inline bool gmem_hugetlb_split_since(struct gmem_hugetlb *gh,
 	return false;
 }
 
+/* Without huge pages every folio is order-0: KVM maps it at 4K, unlooked. */
 static inline struct folio *gmem_hugetlb_get_piece(struct address_space *mapping,
 						   pgoff_t index)
 {
