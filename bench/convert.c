@@ -52,6 +52,12 @@ struct backing {
 	const char *name;
 	unsigned int page_shift;
 	int merge_delay_ms;	/* -1: the kernel's default */
+	/*
+	 * The split of a 1G page restores the struct pages of the whole GiB
+	 * (guest_memfd_split.keep_hvo_on_split=N), as before December,
+	 * instead of keeping HVO for its 2M pieces.
+	 */
+	bool old_split;
 };
 
 static const struct backing backings[] = {
@@ -67,6 +73,7 @@ static const struct backing merge_policies[] = {
 	{ "guest_memfd 2M merge 0ms", 21, 0 },
 	{ "guest_memfd 2M", 21, -1 },
 	{ "guest_memfd 1G merge 0ms", 30, 0 },
+	{ "guest_memfd 1G 0ms, old split", 30, 0, true },
 	{ "guest_memfd 1G", 30, -1 },
 };
 
@@ -83,13 +90,14 @@ static bool selected(const struct backing *b)
 /* kvm.gmem_merge_delay_ms as the bench found it. */
 static unsigned int default_merge_delay_ms;
 
-/* Set the merge delay @b is measured with; return it. */
+/* Set the merge delay and the split @b is measured with; return the delay. */
 static unsigned int set_merge_delay(const struct backing *b)
 {
 	unsigned int ms = b->merge_delay_ms < 0 ? default_merge_delay_ms :
 			  b->merge_delay_ms;
 
 	gmem_set_merge_delay_ms(ms);
+	gmem_set_keep_hvo_on_split(!b->old_split);
 	return ms;
 }
 
@@ -454,7 +462,7 @@ static void report_latency(const struct backing *b, int kind, const char *what,
 {
 	if (b == &order0)
 		baseline[kind] = l->median;
-	printf("%-24s %-34s %6d %12.1f %12.1f %10.2f\n", b->name, what, reps,
+	printf("%-29s %-34s %6d %12.1f %12.1f %10.2f\n", b->name, what, reps,
 	       l->median * 1e6, l->p99 * 1e6, l->median / baseline[kind]);
 	if (csv_latency)
 		fprintf(csv_latency, "%s,%s,%d,%.9f,%.9f,\n", b->name, what, reps,
@@ -552,7 +560,7 @@ static void bench_latency(const struct backing *b, int reps)
 	/* A merge a reference blocked is retried; a deferred one waits. */
 	usleep((200 + delay_ms) * 1000);
 	memmap[2] = read_vmstat("nr_memmap_pages");
-	printf("%-24s %-34s %6s %+12ld %+12ld %10s\n", b->name,
+	printf("%-29s %-34s %6s %+12ld %+12ld %10s\n", b->name,
 	       "struct pages (KiB): split, merge", "-",
 	       (memmap[1] - memmap[0]) * (long)PAGE_SIZE / 1024,
 	       (memmap[2] - memmap[1]) * (long)PAGE_SIZE / 1024, "-");
@@ -576,9 +584,9 @@ static void bench_latency(const struct backing *b, int reps)
 	WRITE_ONCE(*guest_loop, 0);
 	pthread_join(thread, NULL);
 	faults = vcpu_get_stat(c.vcpu, pf_fixed) - faults;
-	printf("%-24s %-34s %6ld %12.0f %12s %10s\n", b->name,
+	printf("%-29s %-34s %6ld %12.0f %12s %10s\n", b->name,
 	       "conversions/s, vCPU reading", nr, nr / t, "-", "-");
-	printf("%-24s %-34s %6ld %12.2f %12s %10s\n", b->name,
+	printf("%-29s %-34s %6ld %12.2f %12s %10s\n", b->name,
 	       "vCPU faults per conversion", nr, (double)faults / nr, "-", "-");
 	if (csv_latency)
 		fprintf(csv_latency, "%s,conversions with a vCPU reading,%ld,,,%.3f\n",
@@ -702,7 +710,7 @@ static void bench_toggle(const struct backing *b)
 
 	if (b == &order0)
 		baseline_rate = nr / t;
-	printf("%-24s %14ld %12.0f %10.2f %12.2f\n", b->name, nr, nr / t,
+	printf("%-29s %14ld %12.0f %10.2f %12.2f\n", b->name, nr, nr / t,
 	       nr / t / baseline_rate, (double)faults / nr);
 	if (csv_latency)
 		fprintf(csv_latency, "%s,conversions toggling %d pages with %d vCPUs,%ld,,,%.3f\n",
@@ -814,7 +822,7 @@ latency:
 		goto toggle;
 	printf("\nConversion latency (one huge page, KVM maps it whole before each conversion;\n"
 	       " for order-0 guest_memfd, 2M of it: the baseline of the last column)\n");
-	printf("%-24s %-34s %6s %12s %12s %10s\n", "backing", "conversion", "reps",
+	printf("%-29s %-34s %6s %12s %12s %10s\n", "backing", "conversion", "reps",
 	       "median (us)", "p99 (us)", "vs 4K");
 	bench_latency(&order0, reps);
 	for (i = 0; i < ARRAY_SIZE(merge_policies); i++)
@@ -825,13 +833,14 @@ toggle:
 	printf("\nToggling: %d vCPUs read %d pages spread over 1 GiB while the host converts\n"
 	       " each to shared and back in turn (kvm.gmem_merge_delay_ms: default %u)\n",
 	       toggle_vcpus, TOGGLE_PAGES, default_merge_delay_ms);
-	printf("%-24s %14s %12s %10s %12s\n", "backing", "conversions", "per second",
+	printf("%-29s %14s %12s %10s %12s\n", "backing", "conversions", "per second",
 	       "vs 4K", "faults/conv");
 	bench_toggle(&order0);
 	for (i = 0; i < ARRAY_SIZE(merge_policies); i++)
 		if (selected(&merge_policies[i]))
 			bench_toggle(&merge_policies[i]);
 	gmem_set_merge_delay_ms(default_merge_delay_ms);
+	gmem_set_keep_hvo_on_split(true);
 
 out:
 	if (csv_dir) {

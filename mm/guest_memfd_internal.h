@@ -27,6 +27,9 @@ struct gmem_hugetlb {
 	struct xarray split;
 };
 
+/* guest_memfd_split.keep_hvo_on_split: see mm/guest_memfd_split.c. */
+extern bool gmem_keep_hvo_on_split;
+
 /* The file is going: it must have no split huge page left. */
 static inline void gmem_split_destroy(struct gmem_hugetlb *gh)
 {

@@ -13,9 +13,12 @@
  *   1G hugetlb folio -> 512 folios of 2M -> the 2M folio that is not uniform
  *                                           -> 512 folios of 4K
  *
- * and merged back (HVO re-applied) once it is private again. Nothing moves: a
- * piece is the same memory, in the same page cache slots, as the huge folio it
- * came from, so the guest's contents are untouched.
+ * and merged back (HVO re-applied) once it is private again. The 2M pieces of
+ * a 1G page keep HVO themselves, but for those split further, so the split
+ * costs the struct pages of the mixed 2M blocks (and a vmemmap page per 2M
+ * piece), not those of the whole GiB. Nothing moves: a piece is the same
+ * memory, in the same page cache slots, as the huge folio it came from, so the
+ * guest's contents are untouched.
  *
  * A huge page that is all shared becomes one piece of its own order (a "whole
  * piece"), which the host maps with one PMD or PUD. That piece keeps HVO: to
@@ -60,6 +63,9 @@
 #include "hugetlb_vmemmap.h"
 #include "internal.h"
 
+/* A 1G page has 512 pieces of 2M. */
+#define GMEM_HVO_MAX_PIECES	512
+
 /* What a split huge page's hugetlb folio held, for the merge. */
 struct gmem_split_record {
 	unsigned long hugetlb_flags;	/* folio->private: HPG_* */
@@ -69,13 +75,24 @@ struct gmem_split_record {
 #ifdef CONFIG_MEMCG
 	unsigned long memcg_data;
 #endif
-	/* HVO was undone (by the split, or since), to be redone by the merge. */
-	bool vmemmap_restored;
 	/*
-	 * The last split of the whole piece undid its HVO: a failed conversion
-	 * that joins the pieces again redoes it (gmem_join_pieces()).
+	 * The pages of struct pages that the split, or a restore since, gave
+	 * the huge page beyond what HVO left it: what the merge frees.
 	 */
-	bool split_undid_hvo;
+	unsigned long vmemmap_pages;
+	/*
+	 * The order of the pieces that keep HVO (the huge page's own for a
+	 * whole piece, 2M for those of a split 1G page), and which of them do
+	 * now: those of their pfns are listed in gmem_hvo_pieces.
+	 */
+	unsigned int hvo_order;
+	DECLARE_BITMAP(hvo_pieces, GMEM_HVO_MAX_PIECES);
+	/*
+	 * The pieces of that order whose HVO a split undid: a join that puts
+	 * one back together re-applies it, so that a conversion that fails
+	 * leaves the struct pages as they were.
+	 */
+	DECLARE_BITMAP(hvo_undone, GMEM_HVO_MAX_PIECES);
 	/* Memory failure poisoned a page of a piece. */
 	bool hwpoisoned;
 	/* When the split happened or its shareability last changed (jiffies). */
@@ -90,7 +107,7 @@ struct gmem_split_record {
 };
 
 /*
- * The whole pieces that keep HVO, by the pfns of their pages: their split
+ * The pieces that keep HVO, by the pfns of their huge pages: their split
  * records. Memory failure marks a page without the folio lock (it holds
  * mf_mutex, which guest_memfd takes under the folio lock), so it finds them
  * here, and gmem_vmemmap_mutex orders it with whatever changes the struct
@@ -98,6 +115,16 @@ struct gmem_split_record {
  */
 static DEFINE_XARRAY(gmem_hvo_pieces);
 static DEFINE_MUTEX(gmem_vmemmap_mutex);
+
+/*
+ * A 1G page split into 2M pieces keeps HVO for each (one page of struct pages
+ * each, 2 MiB in all), but those that are split further; off, the split
+ * restores the struct pages of the whole GiB (16 MiB), as it once did.
+ */
+bool gmem_keep_hvo_on_split = true;
+module_param_named(keep_hvo_on_split, gmem_keep_hvo_on_split, bool, 0644);
+MODULE_PARM_DESC(keep_hvo_on_split,
+		 "A 1G page split into 2M pieces keeps HVO for each (default: on)");
 
 /*
  * Lookups that hold no invalidate lock (gmem_hugetlb_get_piece()) read a
@@ -382,7 +409,14 @@ static bool gmem_record_hvo(const struct gmem_split_record *rec)
 	return rec->hugetlb_flags & BIT(HPG_vmemmap_optimized);
 }
 
-/* List the whole piece of @rec as keeping HVO (or, if @rec is NULL, not). */
+/* Pages of struct pages that HVO saves on a folio of @order. */
+static unsigned long gmem_hvo_saved_pages(unsigned int order)
+{
+	return ((1UL << order) * sizeof(struct page) -
+		HUGETLB_VMEMMAP_RESERVE_SIZE) >> PAGE_SHIFT;
+}
+
+/* List @rec's huge page (at @head) as having pieces that keep HVO, or not. */
 static int gmem_set_hvo_piece(struct gmem_split_record *rec, struct page *head,
 			      unsigned int order)
 {
@@ -394,38 +428,91 @@ static int gmem_set_hvo_piece(struct gmem_split_record *rec, struct page *head,
 }
 
 /*
- * Give the struct pages of @rec's whole piece, which keeps HVO, memory of
- * their own, so that they can be written; its merge re-applies HVO.
+ * Give the struct pages of @rec's piece @i, which keeps HVO, memory of their
+ * own, so that they can be written; the merge re-applies HVO.
  */
-static int gmem_restore_hvo_piece(struct gmem_split_record *rec)
+static int gmem_restore_hvo_piece(struct gmem_split_record *rec, unsigned long i)
 {
+	unsigned int nr = 1U << (huge_page_order(rec->h) - rec->hvo_order);
 	int r;
 
 	lockdep_assert_held(&gmem_vmemmap_mutex);
-	r = hugetlb_vmemmap_restore_in_use_pages(rec->h, rec->head);
+	r = hugetlb_vmemmap_restore_in_use_pages(rec->head + (i << rec->hvo_order),
+						 rec->hvo_order);
 	if (r)
 		return r;
-	gmem_set_hvo_piece(NULL, rec->head, huge_page_order(rec->h));
+	__clear_bit(i, rec->hvo_pieces);
+	if (bitmap_empty(rec->hvo_pieces, nr))
+		gmem_set_hvo_piece(NULL, rec->head, huge_page_order(rec->h));
 	rec->hugetlb_flags &= ~BIT(HPG_vmemmap_optimized);
-	WRITE_ONCE(rec->vmemmap_restored, true);
+	WRITE_ONCE(rec->vmemmap_pages,
+		   rec->vmemmap_pages + gmem_hvo_saved_pages(rec->hvo_order));
 	return 0;
 }
 
 /*
- * Restore the whole piece listed as keeping HVO at @pfn, if one is.
- * Return: 1 if it restored one, 0 if none is listed there, or -ENOMEM.
+ * Restore the piece that keeps HVO at @pfn, if one does.
+ * Return: 1 if it restored one, 0 if none keeps HVO there, or -ENOMEM.
  */
 static int gmem_restore_listed_piece(unsigned long pfn)
 {
 	struct gmem_split_record *rec;
+	unsigned long i;
 	int r;
 
 	lockdep_assert_held(&gmem_vmemmap_mutex);
 	rec = xa_load(&gmem_hvo_pieces, pfn);
 	if (!rec)
 		return 0;
-	r = gmem_restore_hvo_piece(rec);
+	i = (pfn - page_to_pfn(rec->head)) >> rec->hvo_order;
+	if (!test_bit(i, rec->hvo_pieces))
+		return 0;
+	r = gmem_restore_hvo_piece(rec, i);
 	return r ? r : 1;
+}
+
+/* Restore every piece of @rec's huge page that keeps HVO. */
+static int gmem_restore_hvo_pieces(struct gmem_split_record *rec)
+{
+	unsigned int nr = 1U << (huge_page_order(rec->h) - rec->hvo_order);
+	unsigned long i;
+	int r;
+
+	if (!rec->hvo_order)
+		return 0;
+	for_each_set_bit(i, rec->hvo_pieces, nr) {
+		r = gmem_restore_hvo_piece(rec, i);
+		if (r)
+			return r;
+	}
+	return 0;
+}
+
+/* Whether a piece of @rec's huge page keeps HVO. */
+static bool gmem_pieces_keep_hvo(const struct gmem_split_record *rec)
+{
+	return rec->hvo_order &&
+	       !bitmap_empty(rec->hvo_pieces,
+			     1U << (huge_page_order(rec->h) - rec->hvo_order));
+}
+
+/*
+ * Note that @rec's piece at @head, of @order, keeps HVO again, which freed
+ * @freed pages of struct pages. Its huge page is listed already.
+ */
+static void gmem_note_hvo_piece(struct gmem_split_record *rec, struct page *head,
+				unsigned int order, unsigned long freed)
+{
+	lockdep_assert_held(&gmem_vmemmap_mutex);
+	if (rec->hvo_order != order) {
+		bitmap_zero(rec->hvo_pieces, GMEM_HVO_MAX_PIECES);
+		bitmap_zero(rec->hvo_undone, GMEM_HVO_MAX_PIECES);
+		rec->hvo_order = order;
+	}
+	__set_bit((head - rec->head) >> order, rec->hvo_pieces);
+	if (order == huge_page_order(rec->h))
+		rec->hugetlb_flags |= BIT(HPG_vmemmap_optimized);
+	WRITE_ONCE(rec->vmemmap_pages, rec->vmemmap_pages - freed);
 }
 
 /**
@@ -495,9 +582,9 @@ void gmem_hugetlb_unlock_struct_page(void)
 
 /*
  * Before a split of the piece @folio: give it struct pages of its own if it
- * is a whole piece that keeps HVO, noting so for a join that puts it back. A
- * reference beyond the page cache's and the caller's fails the split at once
- * (-EAGAIN), before the restore, which the split would then leave behind.
+ * keeps HVO; the join that puts it back re-applies HVO. A reference beyond the
+ * page cache's and the caller's fails the split at once (-EAGAIN), before the
+ * restore, which the split would then leave behind.
  */
 static int gmem_split_piece_vmemmap(struct gmem_hugetlb *gh, struct folio *folio)
 {
@@ -506,7 +593,7 @@ static int gmem_split_piece_vmemmap(struct gmem_hugetlb *gh, struct folio *folio
 
 	if (folio_ref_count(folio) != folio_nr_pages(folio) + 1)
 		return -EAGAIN;
-	if (folio_order(folio) != huge_page_order(gh->h))
+	if (!folio_test_large(folio))
 		return 0;
 
 	rec = xa_load(&gh->split, gmem_huge_index(gh, folio->index));
@@ -515,9 +602,48 @@ static int gmem_split_piece_vmemmap(struct gmem_hugetlb *gh, struct folio *folio
 	mutex_lock(&gmem_vmemmap_mutex);
 	/* 0: restored already, by a PTE mapping or by a split that failed. */
 	r = gmem_restore_listed_piece(folio_pfn(folio));
-	rec->split_undid_hvo = r > 0;
+	if (r > 0)
+		__set_bit((&folio->page - rec->head) >> rec->hvo_order,
+			  rec->hvo_undone);
 	mutex_unlock(&gmem_vmemmap_mutex);
 	return min(r, 0);
+}
+
+/*
+ * Before a split of the hugetlb folio @folio into pieces of @new_order that
+ * keep HVO (but those @fine names): allocate their struct pages into
+ * @vmemmap_pages and list them for memory failure, which must not see them
+ * before they are pieces (the caller holds gmem_vmemmap_mutex until then).
+ */
+static int gmem_prepare_split_hvo(struct gmem_split_record *rec,
+				  struct folio *folio, unsigned int new_order,
+				  const unsigned long *fine,
+				  struct list_head *vmemmap_pages)
+{
+	unsigned int order = folio_order(folio), nr = 1U << (order - new_order);
+	int r;
+
+	lockdep_assert_held(&gmem_vmemmap_mutex);
+	r = hugetlb_vmemmap_prepare_split_pages(&folio->page, order, new_order,
+						fine, vmemmap_pages);
+	if (r)
+		return r;
+	r = gmem_set_hvo_piece(rec, &folio->page, order);
+	if (r) {
+		hugetlb_vmemmap_free_pages(vmemmap_pages);
+		return r;
+	}
+	rec->hvo_order = new_order;
+	bitmap_fill(rec->hvo_pieces, nr);
+	if (fine) {
+		bitmap_andnot(rec->hvo_pieces, rec->hvo_pieces, fine, nr);
+		bitmap_copy(rec->hvo_undone, fine, nr);
+	}
+	rec->vmemmap_pages = nr - 1;
+	if (fine)
+		rec->vmemmap_pages += bitmap_weight(fine, nr) *
+				      gmem_hvo_saved_pages(new_order);
+	return 0;
 }
 
 /**
@@ -548,7 +674,8 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	bool hugetlb = folio_test_hugetlb(folio);
 	struct gmem_split_record *rec = NULL;
 	pgoff_t index = folio->index;
-	bool optimized, keep_hvo;
+	bool optimized, keep_hvo, split_hvo, hvo;
+	LIST_HEAD(vmemmap_pages);
 	unsigned long i;
 	int r;
 
@@ -568,6 +695,11 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	 */
 	keep_hvo = hugetlb && new_order == order && (!fine || !test_bit(0, fine)) &&
 		   folio_test_hugetlb_vmemmap_optimized(folio);
+	/* A 1G page split into 2M pieces keeps HVO for them, but @fine's. */
+	split_hvo = hugetlb && new_order < order &&
+		    READ_ONCE(gmem_keep_hvo_on_split) &&
+		    (1UL << (order - new_order)) <= GMEM_HVO_MAX_PIECES &&
+		    folio_test_hugetlb_vmemmap_optimized(folio);
 
 	if (hugetlb) {
 		rec = kzalloc_obj(*rec, GFP_KERNEL_ACCOUNT);
@@ -599,19 +731,37 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	 * A piece that keeps HVO is listed for memory failure, which must not
 	 * see it before it is one (see gmem_hugetlb_lock_struct_page()).
 	 */
-	if (keep_hvo) {
+	if (keep_hvo || split_hvo)
 		mutex_lock(&gmem_vmemmap_mutex);
+	if (split_hvo) {
+		r = gmem_prepare_split_hvo(rec, folio, new_order, fine,
+					   &vmemmap_pages);
+		if (r == -EOPNOTSUPP) {
+			/* HVO is off for 2M folios: restore it all. */
+			mutex_unlock(&gmem_vmemmap_mutex);
+			split_hvo = false;
+		} else if (r) {
+			mutex_unlock(&gmem_vmemmap_mutex);
+			goto unsplit_xa;
+		}
+	}
+	if (keep_hvo) {
 		r = gmem_set_hvo_piece(rec, &folio->page, order);
 		if (r) {
 			mutex_unlock(&gmem_vmemmap_mutex);
 			goto unsplit_xa;
 		}
+		rec->hvo_order = order;
+		__set_bit(0, rec->hvo_pieces);
+	} else if (split_hvo) {
+		/* Prepared above. */
 	} else if (hugetlb) {
 		optimized = folio_test_hugetlb_vmemmap_optimized(folio);
 		r = hugetlb_vmemmap_restore_in_use_folio(gh->h, folio);
 		if (r)
 			goto unsplit_xa;
-		rec->vmemmap_restored = optimized;
+		if (optimized)
+			rec->vmemmap_pages = gmem_hvo_saved_pages(order);
 	} else {
 		r = gmem_split_piece_vmemmap(gh, folio);
 		if (r)
@@ -653,14 +803,26 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	}
 
 	/* The point of no return. */
-	gmem_reset_pages(&folio->page, gmem_writable_struct_pages(order, keep_hvo));
+	if (split_hvo) {
+		rec->hugetlb_flags &= ~BIT(HPG_vmemmap_optimized);
+		hugetlb_vmemmap_split_pages(&folio->page, order, new_order, fine,
+					    &vmemmap_pages);
+		for (i = 0; i < (1UL << order); i += 1UL << new_order) {
+			hvo = !fine || !test_bit(i >> new_order, fine);
+			gmem_reset_pages(&folio->page + i,
+					 gmem_writable_struct_pages(new_order, hvo));
+		}
+	} else {
+		gmem_reset_pages(&folio->page,
+				 gmem_writable_struct_pages(order, keep_hvo));
+	}
 	for (i = 0; i < (1UL << order); i += 1UL << new_order) {
 		struct page *piece = &folio->page + i;
 		unsigned long j;
 
 		if (!fine || !new_order || !test_bit(i >> new_order, fine)) {
 			gmem_prep_folio(piece, new_order, mapping, index + i,
-					keep_hvo);
+					keep_hvo || split_hvo);
 			continue;
 		}
 		for (j = 0; j < (1UL << new_order); j++)
@@ -669,13 +831,14 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	}
 	gmem_store_pieces(mapping, &folio->page, order, index);
 	preempt_enable();
-	if (keep_hvo)
+	if (keep_hvo || split_hvo)
 		mutex_unlock(&gmem_vmemmap_mutex);
 	return 0;
 
 unlist_hvo:
-	if (keep_hvo) {
+	if (keep_hvo || split_hvo) {
 		gmem_set_hvo_piece(NULL, &folio->page, order);
+		hugetlb_vmemmap_free_pages(&vmemmap_pages);
 		mutex_unlock(&gmem_vmemmap_mutex);
 	}
 unsplit_xa:
@@ -816,42 +979,94 @@ bool gmem_hugetlb_folio_hwpoisoned(struct folio *folio)
 EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_folio_hwpoisoned);
 
 /*
- * What re-applying HVO to @rec's huge page takes (see
- * hugetlb_vmemmap_prepare_optimize()), unless its struct pages kept HVO.
+ * Before the pieces of @rec's huge page from @head, a block of @order, are
+ * frozen to be made one folio: whether that folio gets HVO (@hvo), if the
+ * caller wants it to (@want), with what
+ * that takes allocated now, so that nobody waits on a frozen folio for an
+ * allocation. A block with a poisoned page gets none, which would drop its
+ * page's mark, and a block that cannot is given all its struct pages first,
+ * for the caller to write. The caller holds gmem_vmemmap_mutex, which memory
+ * failure takes to mark a page of a piece, so the answer holds until it is
+ * done.
+ *
+ * Return: 0, or -ENOMEM (nothing changed that matters).
  */
-static struct page *gmem_prepare_hvo(const struct gmem_split_record *rec)
+static int gmem_prepare_block_hvo(struct gmem_split_record *rec,
+				  struct page *head, unsigned int order,
+				  bool want, bool *hvo)
 {
-	if (gmem_record_hvo(rec))
-		return NULL;
-	return hugetlb_vmemmap_prepare_optimize(rec->h, (struct folio *)rec->head);
+	unsigned int huge_order = huge_page_order(rec->h);
+	unsigned long i;
+	int r;
+
+	lockdep_assert_held(&gmem_vmemmap_mutex);
+	*hvo = want && !gmem_pages_hwpoisoned(head, order) &&
+	       !hugetlb_vmemmap_prepare_optimize_pages(head, order);
+	if (*hvo || !gmem_pieces_keep_hvo(rec))
+		return 0;
+
+	if (order == huge_order)
+		return gmem_restore_hvo_pieces(rec);
+	/* Pieces smaller than those that keep HVO: none of them does. */
+	if (order < rec->hvo_order)
+		return 0;
+	for (i = 0; i < 1UL << (order - rec->hvo_order); i++) {
+		r = gmem_restore_listed_piece(page_to_pfn(head) +
+					      (i << rec->hvo_order));
+		if (r < 0)
+			return r;
+	}
+	return 0;
 }
 
 /*
- * Make the frozen pages from @head one hugetlb folio again, HVO re-applied if
- * it was undone; it is left frozen. HVO moves the head struct page, so it
- * needs the references frozen; whatever it allocates was allocated before
- * they were (@vmemmap_head, from gmem_prepare_hvo()), so that nobody waits on
- * the frozen folio for an allocation (and its reclaim). A whole piece that
- * kept HVO is taken off the list of those.
+ * Apply HVO to the block of @order at @head, whose pieces are frozen and
+ * stored in the page cache as the one folio they are now (if @mapping), and
+ * note it in @rec. HVO makes all struct pages but those of the first vmemmap
+ * page read-only, so a lookup that read a piece's reference count before the
+ * freeze must be done before it (gmem_wait_for_lookups()).
+ */
+static void gmem_apply_block_hvo(struct gmem_split_record *rec,
+				 struct address_space *mapping, struct page *head,
+				 pgoff_t index, unsigned int order)
+{
+	unsigned long freed;
+
+	if (mapping)
+		gmem_store_entries(mapping, head, order, index);
+	gmem_wait_for_lookups();
+	freed = hugetlb_vmemmap_optimize_pages(head, order);
+	gmem_note_hvo_piece(rec, head, order, freed);
+}
+
+/*
+ * Make the frozen pages from @head one hugetlb folio again, with HVO if @hvo
+ * (from gmem_prepare_block_hvo()), else with all its struct pages; it is left
+ * frozen.
  */
 static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
-				       const struct gmem_split_record *rec,
+				       struct gmem_split_record *rec,
 				       struct address_space *mapping, pgoff_t index,
-				       struct page *vmemmap_head)
+				       bool hvo)
 {
 	unsigned int order = huge_page_order(h);
-	bool hvo = gmem_record_hvo(rec);
-	struct folio *folio;
+	struct folio *folio = (struct folio *)head;
 
 	lockdep_assert_held(&gmem_vmemmap_mutex);
-	if (hvo)
-		gmem_set_hvo_piece(NULL, head, order);
+	/*
+	 * The head and the tails of the first vmemmap page first, so that the
+	 * page cache entries say what the folio is (order 1G or 2M), then HVO
+	 * for the others; or all of them.
+	 */
 	gmem_reset_pages(head, gmem_writable_struct_pages(order, hvo));
-	folio = (struct folio *)head;
 	gmem_prep_compound(head, order, hvo);
 	folio->mapping = mapping;
 	folio->index = index;
 	__folio_mark_uptodate(folio);
+	if (hvo && !gmem_record_hvo(rec))
+		gmem_apply_block_hvo(rec, mapping, head, index, order);
+	if (rec->hvo_order)
+		gmem_set_hvo_piece(NULL, head, order);
 
 	spin_lock_irq(&hugetlb_lock);
 	__folio_set_hugetlb(folio);
@@ -862,33 +1077,18 @@ static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
 	 * A huge page with a poisoned page is kept as hugetlb keeps one: its
 	 * head marked, so that the pool never hands it out again, and the list
 	 * of its bad pages "lost", so that it is never dissolved into the page
-	 * allocator either. No HVO, which would drop the pages' own marks.
+	 * allocator either. No HVO (see gmem_prepare_block_hvo()).
 	 */
 	if (gmem_pages_hwpoisoned(head, order)) {
 		folio_set_hwpoison(folio);
 		folio_set_hugetlb_raw_hwp_unreliable(folio);
 		pr_warn("guest_memfd: huge page at pfn %#lx has a poisoned page: kept out of use\n",
 			page_to_pfn(head));
-		if (vmemmap_head)
-			__free_page(vmemmap_head);
-	} else {
-		/*
-		 * Also if a split that failed had restored it; nothing to do
-		 * if it was kept (rec's flags say so). The pieces' entries go
-		 * first, frozen, and lookups that found a piece before wait.
-		 */
-		if (mapping && vmemmap_head) {
-			gmem_store_entries(mapping, head, order, index);
-			gmem_wait_for_lookups();
-		}
-		hugetlb_vmemmap_optimize_prepared(h, folio, vmemmap_head);
 	}
 
 	/*
-	 * On the active list only now: HVO copies the head struct page and then
-	 * remaps it, and a neighbour's list_add() or list_del() in between (a
-	 * huge page allocated or freed meanwhile) would be lost with the old
-	 * copy, leaving the list corrupt.
+	 * On the active list only now, once its head struct page is as it
+	 * stays.
 	 */
 	spin_lock_irq(&hugetlb_lock);
 	list_add(&folio->lru, &h->hugepage_activelist);
@@ -896,68 +1096,61 @@ static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
 	return folio;
 }
 
+/* Whether a split undid the HVO of @rec's piece at @head, of @order. */
+static bool gmem_block_hvo_undone(const struct gmem_split_record *rec,
+				  struct page *head, unsigned int order)
+{
+	return order == rec->hvo_order &&
+	       test_bit((head - rec->head) >> order, rec->hvo_undone);
+}
+
 /*
- * Make the pieces of the block of @order at @head (@index) one ordinary folio.
- * A whole piece put back by a failed conversion gets HVO back if that
- * conversion's split undid it, so that the file is as it was.
+ * Make the pieces of the block of @order at @head (@index) one ordinary folio,
+ * with HVO where a split undid it: a whole piece keeps HVO, so that an
+ * all-shared huge page costs the struct pages hugetlbfs costs, and so does a
+ * 2M piece of a 1G page, so that the split costs the struct pages of the 2M
+ * pieces that are split further.
  */
 static int gmem_join_pieces(struct gmem_hugetlb *gh, struct address_space *mapping,
 			    struct page *head, pgoff_t index, unsigned int order)
 {
-	struct gmem_split_record *rec = NULL;
-	struct page *vmemmap_head = NULL;
+	struct gmem_split_record *rec;
+	bool want, hvo = false;
+	int r;
 
-	if (order == huge_page_order(gh->h)) {
-		rec = xa_load(&gh->split, gmem_huge_index(gh, index));
-		if (WARN_ON_ONCE(!rec))
-			return -EINVAL;
-		mutex_lock(&gmem_vmemmap_mutex);
-		if (rec->split_undid_hvo)
-			vmemmap_head = hugetlb_vmemmap_prepare_optimize_pages(gh->h, head);
-		if (vmemmap_head && gmem_set_hvo_piece(rec, head, order)) {
-			__free_page(vmemmap_head);
-			vmemmap_head = NULL;
-		}
-	}
-
-	if (!gmem_freeze_pieces(head, order, mapping, index)) {
-		if (vmemmap_head) {
-			gmem_set_hvo_piece(NULL, head, order);
-			__free_page(vmemmap_head);
-		}
-		if (rec)
-			mutex_unlock(&gmem_vmemmap_mutex);
-		return -EAGAIN;
-	}
-	gmem_reset_pages(head, 1UL << order);
-	gmem_prep_folio(head, order, mapping, index, false);
+	rec = xa_load(&gh->split, gmem_huge_index(gh, index));
+	if (WARN_ON_ONCE(!rec))
+		return -EINVAL;
+	mutex_lock(&gmem_vmemmap_mutex);
 	/*
-	 * Memory failure may have marked a page since the caller looked (it
-	 * takes no reference on pages it cannot handle): HVO would drop the
-	 * mark with the page's struct page.
+	 * HVO comes back where a split undid it, and for a whole piece made of
+	 * pieces that keep it (their read-only struct pages cannot be written
+	 * as the whole piece's).
 	 */
-	if (vmemmap_head && gmem_pages_hwpoisoned(head, order)) {
-		gmem_set_hvo_piece(NULL, head, order);
-		__free_page(vmemmap_head);
-		vmemmap_head = NULL;
+	want = gmem_block_hvo_undone(rec, head, order) ||
+	       (order == huge_page_order(gh->h) && gmem_pieces_keep_hvo(rec));
+	r = gmem_prepare_block_hvo(rec, head, order, want, &hvo);
+	if (r)
+		goto unlock;
+	/* For memory failure; listed already if a piece keeps HVO. */
+	if (hvo && gmem_set_hvo_piece(rec, rec->head, huge_page_order(gh->h)))
+		hvo = false;
+	if (!gmem_freeze_pieces(head, order, mapping, index)) {
+		r = -EAGAIN;
+		goto unlock;
 	}
-	if (vmemmap_head) {
-		/* As in gmem_make_hugetlb(): entries first, then HVO. */
-		gmem_store_entries(mapping, head, order, index);
-		gmem_wait_for_lookups();
-		if (hugetlb_vmemmap_optimize_pages(gh->h, head, vmemmap_head)) {
-			gmem_set_hvo_piece(NULL, head, order);
-		} else {
-			rec->hugetlb_flags |= BIT(HPG_vmemmap_optimized);
-			WRITE_ONCE(rec->vmemmap_restored, false);
-		}
-	}
-	if (rec) {
-		rec->split_undid_hvo = false;
-		mutex_unlock(&gmem_vmemmap_mutex);
-	}
+	gmem_reset_pages(head, gmem_writable_struct_pages(order, hvo));
+	gmem_prep_folio(head, order, mapping, index, hvo);
+	if (hvo)
+		gmem_apply_block_hvo(rec, mapping, head, index, order);
+	if (order == rec->hvo_order)
+		__clear_bit((head - rec->head) >> order, rec->hvo_undone);
 	gmem_store_pieces(mapping, head, order, index);
-	return 0;
+unlock:
+	if (!gmem_pieces_keep_hvo(rec))
+		gmem_set_hvo_piece(NULL, rec->head, huge_page_order(gh->h));
+	mutex_unlock(&gmem_vmemmap_mutex);
+	return r;
 }
 
 /*
@@ -968,8 +1161,10 @@ static int gmem_merge_pieces(struct gmem_hugetlb *gh, struct address_space *mapp
 			     pgoff_t index, unsigned int order,
 			     struct gmem_split_record *rec)
 {
-	struct page *head, *vmemmap_head = NULL;
 	struct folio *folio;
+	struct page *head;
+	bool hvo;
+	int r;
 
 	folio = filemap_get_folio(mapping, index);
 	if (IS_ERR(folio))
@@ -983,14 +1178,14 @@ static int gmem_merge_pieces(struct gmem_hugetlb *gh, struct address_space *mapp
 		return gmem_join_pieces(gh, mapping, head, index, order);
 
 	mutex_lock(&gmem_vmemmap_mutex);
-	vmemmap_head = gmem_prepare_hvo(rec);
-	if (!gmem_freeze_pieces(head, order, mapping, index)) {
+	r = gmem_prepare_block_hvo(rec, head, order, true, &hvo);
+	if (!r && !gmem_freeze_pieces(head, order, mapping, index))
+		r = -EAGAIN;
+	if (r) {
 		mutex_unlock(&gmem_vmemmap_mutex);
-		if (vmemmap_head)
-			__free_page(vmemmap_head);
-		return -EAGAIN;
+		return r;
 	}
-	gmem_make_hugetlb(gh->h, head, rec, mapping, index, vmemmap_head);
+	gmem_make_hugetlb(gh->h, head, rec, mapping, index, hvo);
 	mutex_unlock(&gmem_vmemmap_mutex);
 	xa_erase(&gh->split, gmem_huge_index(gh, index));
 	kfree(rec);
@@ -1153,8 +1348,7 @@ bool gmem_hugetlb_split_since(struct gmem_hugetlb *gh, pgoff_t index,
 	if (!rec)
 		return false;
 	*since = READ_ONCE(rec->changed);
-	*vmemmap_bytes = rec->vmemmap_restored ?
-			 hugetlb_vmemmap_optimizable_size(gh->h) : 0;
+	*vmemmap_bytes = READ_ONCE(rec->vmemmap_pages) << PAGE_SHIFT;
 	return true;
 }
 EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_split_since);
@@ -1264,8 +1458,7 @@ unsigned long gmem_hugetlb_split_stats(struct gmem_hugetlb *gh,
 	*vmemmap_bytes = 0;
 	xa_for_each(&gh->split, index, rec) {
 		nr++;
-		if (rec->vmemmap_restored)
-			*vmemmap_bytes += hugetlb_vmemmap_optimizable_size(gh->h);
+		*vmemmap_bytes += READ_ONCE(rec->vmemmap_pages) << PAGE_SHIFT;
 	}
 	return nr;
 }
@@ -1285,19 +1478,18 @@ static DECLARE_DELAYED_WORK(gmem_orphans_work, gmem_free_orphans);
 /* Free @rec's huge page to the pool if nothing but its own refs hold it. */
 static bool gmem_free_orphan(struct gmem_split_record *rec)
 {
-	struct page *vmemmap_head;
+	unsigned int order = huge_page_order(rec->h);
 	struct folio *folio;
+	bool hvo;
 
 	mutex_lock(&gmem_vmemmap_mutex);
-	vmemmap_head = gmem_prepare_hvo(rec);
-	if (!gmem_freeze_pieces(rec->head, huge_page_order(rec->h), NULL, 0)) {
+	if (gmem_prepare_block_hvo(rec, rec->head, order, true, &hvo) ||
+	    !gmem_freeze_pieces(rec->head, order, NULL, 0)) {
 		mutex_unlock(&gmem_vmemmap_mutex);
-		if (vmemmap_head)
-			__free_page(vmemmap_head);
 		return false;
 	}
 
-	folio = gmem_make_hugetlb(rec->h, rec->head, rec, NULL, 0, vmemmap_head);
+	folio = gmem_make_hugetlb(rec->h, rec->head, rec, NULL, 0, hvo);
 	mutex_unlock(&gmem_vmemmap_mutex);
 	folio_ref_unfreeze(folio, 1);
 	folio_put(folio);

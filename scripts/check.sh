@@ -169,6 +169,13 @@ while read -r name _; do
 	while IFS= read -r sub; do
 		skip+=("$name/$sub")
 	done < <(sed -n 's/^ok [0-9]* \(.*\) # SKIP *\(.*\)$/\1: \2/p' "$out/tests/$name.log" 2>/dev/null)
+	# And each case that failed, with the assertion that failed it, so that
+	# the summary's last lines (all a CI report may show) name it.
+	while IFS= read -r sub; do
+		fail+=("$name/$sub")
+	done < <(awk '/^==== Test Assertion Failure ====/ { getline; where = $0; sub(/^ +/, "", where) }
+		/^not ok [0-9]+ / { sub(/^not ok [0-9]+ /, ""); print $0 (where != "" ? ": " where : ""); where = "" }' \
+		"$out/tests/$name.log" 2>/dev/null)
 	case "$line" in
 	pass*) pass+=("$name") ;;
 	skip*) skip+=("$name: ${line#skip "$name" }") ;;

@@ -14,6 +14,8 @@
 #include <linux/pagemap.h>
 #include <linux/shmem_fs.h>
 
+#include "../guest_memfd_internal.h"
+
 struct split_test {
 	struct file *file;
 	struct address_space *mapping;
@@ -197,6 +199,20 @@ static bool whole_and_optimized(struct split_test *t)
 }
 
 /*
+ * The struct pages that splitting a huge page into 2M pieces, one of them
+ * into 4K ones, gives it (with HVO on): a 1G page's 2M pieces keep HVO, a
+ * vmemmap page each, and the mixed one gets all 8 (guest_memfd_split's
+ * keep_hvo_on_split); otherwise all its struct pages but the one page HVO
+ * keeps.
+ */
+static unsigned long split_vmemmap_bytes(struct split_test *t)
+{
+	if (huge_page_order(t->h) > 9 && READ_ONCE(gmem_keep_hvo_on_split))
+		return ((t->nr >> 9) - 1) * PAGE_SIZE + SZ_32K - PAGE_SIZE;
+	return t->nr * sizeof(struct page) - PAGE_SIZE;
+}
+
+/*
  * Into 2M pieces with one of them into 4K ones in the same step (for a 2M
  * page: into 4K ones), then every way back: the orders are exact at each
  * step, the pool never moves, and the merged huge page has HVO again.
@@ -222,15 +238,25 @@ static void gmem_split_every_granularity(struct kunit *test)
 	KUNIT_EXPECT_TRUE(test, gmem_hugetlb_is_split(t.gh, 0));
 	KUNIT_EXPECT_EQ(test, gmem_hugetlb_split_stats(t.gh, &vmemmap_bytes), 1);
 	if (IS_ENABLED(CONFIG_HUGETLB_PAGE_OPTIMIZE_VMEMMAP_DEFAULT_ON))
-		KUNIT_EXPECT_EQ(test, vmemmap_bytes, t.nr * sizeof(struct page) - PAGE_SIZE);
+		KUNIT_EXPECT_EQ(test, vmemmap_bytes, split_vmemmap_bytes(&t));
 	expect_pool(test, &t, -1, 0);
 
 	if (one_g) {
-		/* A 2M piece further, on its own; and its block back. */
+		/*
+		 * A 2M piece further, on its own, which restores its struct
+		 * pages if it kept HVO; and its block back, which frees them.
+		 */
 		KUNIT_ASSERT_EQ(test, split_at(&t, 5 << 9, 0, NULL), 0);
 		expect_orders(test, &t, "9:510 0:1024 ");
+		gmem_hugetlb_split_stats(t.gh, &vmemmap_bytes);
+		if (IS_ENABLED(CONFIG_HUGETLB_PAGE_OPTIMIZE_VMEMMAP_DEFAULT_ON))
+			KUNIT_EXPECT_EQ(test, vmemmap_bytes, split_vmemmap_bytes(&t) +
+					(READ_ONCE(gmem_keep_hvo_on_split) ? SZ_32K - PAGE_SIZE : 0));
 		KUNIT_EXPECT_EQ(test, merge_at(&t, 5 << 9, 9), 0);
 		expect_orders(test, &t, "9:511 0:512 ");
+		gmem_hugetlb_split_stats(t.gh, &vmemmap_bytes);
+		if (IS_ENABLED(CONFIG_HUGETLB_PAGE_OPTIMIZE_VMEMMAP_DEFAULT_ON))
+			KUNIT_EXPECT_EQ(test, vmemmap_bytes, split_vmemmap_bytes(&t));
 		KUNIT_EXPECT_EQ(test, merge_at(&t, 1000 & ~511UL, 9), 0);
 		expect_orders(test, &t, "9:512 ");
 	}

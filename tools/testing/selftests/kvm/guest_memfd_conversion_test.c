@@ -572,15 +572,15 @@ TEST_F_TIMEOUT(conv, shareability_ranges_split_and_merge, GMEM_TEST_TIMEOUT)
 static void assert_folios(int fd, const char *orders, u64 split,
 			  u64 vmemmap_bytes)
 {
+	unsigned int tries = gmem_poll_tries();
 	struct gmem_fdinfo info;
-	int tries = 100;
 
 	do {
 		read_gmem_fdinfo(fd, &info);
 		if (!strcmp(info.folio_orders, orders) &&
 		    info.split_huge_pages == split)
 			break;
-		usleep(20 * 1000);
+		usleep(GMEM_POLL_MS * 1000);
 	} while (--tries);
 
 	pr_info("folio orders: %s, split huge pages: %lu, vmemmap restored: %lu bytes\n",
@@ -598,6 +598,20 @@ static void assert_folios(int fd, const char *orders, u64 split,
 static u64 vmemmap_restored(u64 page_size)
 {
 	return page_size / PAGE_SIZE * 64 - PAGE_SIZE;
+}
+
+/*
+ * What one 4K page made shared costs in struct pages: a 2M page's split
+ * restores its vmemmap; a 1G page's gives each of its 2M pieces a vmemmap
+ * page of its own (511 pages) and the mixed piece all of its own (7 more),
+ * about 2 MiB, or, with guest_memfd_split.keep_hvo_on_split off, restores the
+ * whole GiB's (4095 pages, 16 MiB).
+ */
+static u64 split_vmemmap_bytes(u64 page_size)
+{
+	if (page_size == SZ_1G && gmem_get_keep_hvo_on_split())
+		return (SZ_1G / SZ_2M - 1) * PAGE_SIZE + vmemmap_restored(SZ_2M);
+	return vmemmap_restored(page_size);
 }
 
 /*
@@ -646,7 +660,7 @@ TEST_F_TIMEOUT(conv, mapping_levels_follow_shareability, GMEM_TEST_TIMEOUT)
 	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
 	assert_stage2_mappings(self->vm, 0, split_2m, split_4k, false);
 	if (variant->page_shift > 12)
-		assert_folios(self->fd, split, 1, vmemmap_restored(self->page_size));
+		assert_folios(self->fd, split, 1, split_vmemmap_bytes(self->page_size));
 
 	convert(self->fd, page, PAGE_SIZE, PRIVATE);
 	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
@@ -759,7 +773,7 @@ TEST_F_TIMEOUT(conv, deferred_merge_keeps_huge_mappings, GMEM_TEST_TIMEOUT)
 			 self->size / self->page_size);
 		snprintf(split, sizeof(split), "9:%lu 0:512 ",
 			 self->size / SZ_2M - 1);
-		restored = vmemmap_restored(self->page_size);
+		restored = split_vmemmap_bytes(self->page_size);
 	}
 
 	old_delay = gmem_set_merge_delay_ms(60 * 1000);
@@ -820,6 +834,93 @@ TEST_F_TIMEOUT(conv, deferred_merge_keeps_huge_mappings, GMEM_TEST_TIMEOUT)
 	if (huge)
 		assert_folios(self->fd, whole, 0, 0);
 	TEST_ASSERT_EQ(read_vmstat("nr_memmap_pages"), memmap);
+	gmem_set_merge_delay_ms(old_delay);
+}
+
+/*
+ * The pages of struct pages in use: a vmemmap page allocated at boot (the
+ * head of a 1G page that HVO optimised then) counts in nr_memmap_boot_pages,
+ * and freeing it lowers that one.
+ */
+static long memmap_pages(void)
+{
+	return read_vmstat("nr_memmap_pages") + read_vmstat("nr_memmap_boot_pages");
+}
+
+/* The struct pages fdinfo and /proc/vmstat say the file's splits hold. */
+static void assert_split_vmemmap(FIXTURE_DATA(conv) * self, long memmap,
+				 u64 bytes)
+{
+	struct gmem_fdinfo info;
+
+	read_gmem_fdinfo(self->fd, &info);
+	TEST_ASSERT_EQ(info.split_vmemmap_bytes, bytes);
+	TEST_ASSERT_EQ(memmap_pages() - memmap, bytes / PAGE_SIZE);
+}
+
+/*
+ * A 1G page split into 2M pieces keeps HVO for each piece but the one split
+ * further: one 4K page made shared costs 511 + 7 pages of struct pages, not
+ * 4095; a page made shared in a second 2M block costs that block's 7 more,
+ * which its merge back into a 2M piece gives back, and the 1G merge gives
+ * back the rest, to the page (fdinfo and nr_memmap_pages).  The guest's bytes
+ * and the host's stay where they were.  With
+ * guest_memfd_split.keep_hvo_on_split off, the split restores the whole GiB,
+ * as it did before.  A 2M page has no smaller piece that could keep HVO: 7
+ * pages either way.
+ */
+TEST_F_TIMEOUT(conv, split_keeps_hvo_for_2m_pieces, GMEM_TEST_TIMEOUT)
+{
+	u64 first = self->size / 2 + 5 * PAGE_SIZE, second = first + 3 * SZ_2M;
+	u64 block = vmemmap_restored(SZ_2M), second_block;
+	unsigned int old_delay;
+	bool old_keep, keep;
+	char whole[32];
+	long memmap;
+	int i;
+
+	if (variant->page_shift == 12)
+		SKIP(return, "order-0 file: no huge page, no HVO");
+	if (variant->page_shift == 21)
+		second = first + SZ_2M;
+
+	snprintf(whole, sizeof(whole), "%u:%lu ", variant->page_shift - 12,
+		 self->size / self->page_size);
+	old_delay = gmem_set_merge_delay_ms(0);
+	old_keep = gmem_get_keep_hvo_on_split();
+	guest_do(self->vcpu, OP_WRITE, 0, self->size, 1);
+	for (i = 0; i < 2; i++) {
+		keep = !i;
+		gmem_set_keep_hvo_on_split(keep);
+		memmap = memmap_pages();
+		assert_split_vmemmap(self, memmap, 0);
+
+		convert(self->fd, first, PAGE_SIZE, 0);
+		assert_split_vmemmap(self, memmap,
+				     split_vmemmap_bytes(self->page_size));
+		/* 1G: the second block's piece; 2M: the second huge page. */
+		second_block = variant->page_shift == 21 || keep ? block : 0;
+		convert(self->fd, second, PAGE_SIZE, 0);
+		assert_split_vmemmap(self, memmap,
+				     split_vmemmap_bytes(self->page_size) +
+				     second_block);
+		TEST_ASSERT_EQ(*host_page(self, first), page_tag(first, 1));
+		TEST_ASSERT_EQ(*host_page(self, second), page_tag(second, 1));
+		*host_page(self, first) = page_tag(first, 2);
+
+		/* The second block merges back into a 2M piece, HVO and all. */
+		convert(self->fd, second, PAGE_SIZE, PRIVATE);
+		assert_split_vmemmap(self, memmap,
+				     split_vmemmap_bytes(self->page_size));
+		convert(self->fd, first, PAGE_SIZE, PRIVATE);
+		assert_folios(self->fd, whole, 0, 0);
+		assert_split_vmemmap(self, memmap, 0);
+
+		guest_do(self->vcpu, OP_CHECK, first, PAGE_SIZE, 2);
+		guest_do(self->vcpu, OP_WRITE, first, PAGE_SIZE, 1);
+		guest_do(self->vcpu, OP_CHECK, 0, self->size, 1);
+	}
+	gmem_set_keep_hvo_on_split(old_keep);
 	gmem_set_merge_delay_ms(old_delay);
 }
 
@@ -1176,16 +1277,6 @@ TEST_F_TIMEOUT(conv, shared_huge_pages_map_with_one_fault, GMEM_TEST_TIMEOUT)
 	kvm_munmap(mem, self->size);
 
 	guest_do(self->vcpu, OP_CHECK, 0, self->size, 13);
-}
-
-/*
- * The pages of struct pages in use: a vmemmap page allocated at boot (the
- * head of a 1G page that HVO optimised then) counts in nr_memmap_boot_pages,
- * and freeing it lowers that one.
- */
-static long memmap_pages(void)
-{
-	return read_vmstat("nr_memmap_pages") + read_vmstat("nr_memmap_boot_pages");
 }
 
 /*
@@ -1780,15 +1871,15 @@ static void assert_guest_gets_hwpoison(FIXTURE_DATA(conv) * self, u64 page)
  */
 static void close_with_poisoned_page(FIXTURE_DATA(conv) * self)
 {
+	unsigned int tries = gmem_poll_tries();
 	struct hugetlb_pools now;
-	int tries = 100;
 
 	conv_close(self);
 	do {
 		read_hugetlb_pools(&now);
 		if (!memcmp(&now, &self->pools_before, sizeof(now)))
 			break;
-		usleep(20 * 1000);
+		usleep(GMEM_POLL_MS * 1000);
 	} while (--tries);
 	assert_hugetlb_pools(&self->pools_before, 0, 0, 0);
 }

@@ -28,10 +28,16 @@ struct hugetlb_pools {
 	struct hugetlb_pool pool[MAX_HUGETLB_POOLS];
 };
 
+/* How often tests poll for guest_memfd's deferred work (gmem_poll_tries()). */
+#define GMEM_POLL_MS	20
+
 unsigned long read_sysfs_ulong(const char *path);
 long read_vmstat(const char *name);
 unsigned int gmem_get_merge_delay_ms(void);
 unsigned int gmem_set_merge_delay_ms(unsigned int ms);
+unsigned int gmem_poll_tries(void);
+bool gmem_get_keep_hvo_on_split(void);
+bool gmem_set_keep_hvo_on_split(bool keep);
 void drop_caches(void);
 unsigned long read_kernel_taint(void);
 void read_hugetlb_pools(struct hugetlb_pools *pools);

@@ -64,6 +64,46 @@ unsigned int gmem_set_merge_delay_ms(unsigned int ms)
 	return old;
 }
 
+/*
+ * How many times a test polls, every GMEM_POLL_MS, for guest_memfd's deferred
+ * work to get somewhere (a merge put off by kvm.gmem_merge_delay_ms or by a
+ * reference, an orphan freed): for the merge delay and 10 s more, since a
+ * debug kernel under TCG takes its time (a 1G merge re-applies HVO).
+ */
+unsigned int gmem_poll_tries(void)
+{
+	return (gmem_get_merge_delay_ms() + 10 * 1000) / GMEM_POLL_MS;
+}
+
+#define GMEM_KEEP_HVO_ON_SPLIT	"/sys/module/guest_memfd_split/parameters/keep_hvo_on_split"
+
+bool gmem_get_keep_hvo_on_split(void)
+{
+	char c = 0;
+	FILE *f = fopen(GMEM_KEEP_HVO_ON_SPLIT, "r");
+
+	TEST_ASSERT(f, "fopen(%s)", GMEM_KEEP_HVO_ON_SPLIT);
+	TEST_ASSERT_EQ(fscanf(f, " %c", &c), 1);
+	fclose(f);
+	return c == 'Y';
+}
+
+/*
+ * Whether a 1G page of guest_memfd split into 2M pieces keeps HVO for them
+ * (guest_memfd_split.keep_hvo_on_split), or restores the struct pages of the
+ * whole GiB. Return: the setting it had before.
+ */
+bool gmem_set_keep_hvo_on_split(bool keep)
+{
+	bool old = gmem_get_keep_hvo_on_split();
+	FILE *f = fopen(GMEM_KEEP_HVO_ON_SPLIT, "w");
+
+	TEST_ASSERT(f, "fopen(%s)", GMEM_KEEP_HVO_ON_SPLIT);
+	TEST_ASSERT(fprintf(f, "%c\n", keep ? 'Y' : 'N') > 0 && !fclose(f),
+		    "writing %d to %s", keep, GMEM_KEEP_HVO_ON_SPLIT);
+	return old;
+}
+
 #define DROP_CACHES	"/proc/sys/vm/drop_caches"
 
 /* Runs the shrinkers (2: slab objects), as memory pressure does. */
@@ -144,10 +184,10 @@ static bool hugetlb_pools_moved(const struct hugetlb_pools *before,
 void wait_hugetlb_pools(const struct hugetlb_pools *before,
 			unsigned int page_shift, long dfree, long dresv)
 {
-	int tries = 100;
+	unsigned int tries = gmem_poll_tries();
 
 	while (!hugetlb_pools_moved(before, page_shift, dfree, dresv) && --tries)
-		usleep(20 * 1000);
+		usleep(GMEM_POLL_MS * 1000);
 	assert_hugetlb_pools(before, page_shift, dfree, dresv);
 }
 
