@@ -234,19 +234,21 @@ static void gmem_prep_compound(struct page *head, unsigned int order, bool hvo)
 
 /*
  * Set up @head as the head of a page-cache folio of @order at @index, with its
- * vmemmap optimized if @hvo.  A large folio with a poisoned page is marked,
- * so that no fault maps that page along with the others (see finish_fault()).
+ * vmemmap optimized if @hvo.  A large folio with a poisoned page (@poisoned,
+ * which the caller knows: a 1G page's struct pages take a while to look at)
+ * is marked, so that no fault maps that page along with the others (see
+ * finish_fault()).
  */
 static struct folio *gmem_prep_folio(struct page *head, unsigned int order,
 				     struct address_space *mapping, pgoff_t index,
-				     bool hvo)
+				     bool hvo, bool poisoned)
 {
 	struct folio *folio = (struct folio *)head;
 
 	if (order) {
 		gmem_prep_compound(head, order, hvo);
 		folio_set_large_rmappable(folio);
-		if (gmem_pages_hwpoisoned(head, order))
+		if (poisoned)
 			folio_set_has_hwpoisoned(folio);
 	}
 	folio->mapping = mapping;
@@ -494,6 +496,30 @@ static bool gmem_pieces_keep_hvo(const struct gmem_split_record *rec)
 	return rec->hvo_order &&
 	       !bitmap_empty(rec->hvo_pieces,
 			     1U << (huge_page_order(rec->h) - rec->hvo_order));
+}
+
+/*
+ * Whether a page of the block of @order at @head, in @rec's huge page, is
+ * poisoned. A piece that keeps HVO has none (memory failure restores it
+ * before it marks a page), so only the others' struct pages are looked at:
+ * a merged 1G page with one mixed 2M block, 512 instead of 262,144.
+ */
+static bool gmem_block_hwpoisoned(const struct gmem_split_record *rec,
+				  struct page *head, unsigned int order)
+{
+	unsigned int piece_order = rec->hvo_order;
+	unsigned long i, first;
+
+	lockdep_assert_held(&gmem_vmemmap_mutex);
+	if (!gmem_pieces_keep_hvo(rec) || piece_order > order)
+		return gmem_pages_hwpoisoned(head, order);
+	first = (head - rec->head) >> piece_order;
+	for (i = 0; i < 1UL << (order - piece_order); i++) {
+		if (!test_bit(first + i, rec->hvo_pieces) &&
+		    gmem_pages_hwpoisoned(head + (i << piece_order), piece_order))
+			return true;
+	}
+	return false;
 }
 
 /*
@@ -821,13 +847,15 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 		unsigned long j;
 
 		if (!fine || !new_order || !test_bit(i >> new_order, fine)) {
+			/* A hugetlb folio with poison is not split (above). */
 			gmem_prep_folio(piece, new_order, mapping, index + i,
-					keep_hvo || split_hvo);
+					keep_hvo || split_hvo, !hugetlb &&
+					gmem_pages_hwpoisoned(piece, new_order));
 			continue;
 		}
 		for (j = 0; j < (1UL << new_order); j++)
 			gmem_prep_folio(piece + j, 0, mapping, index + i + j,
-					false);
+					false, false);
 	}
 	gmem_store_pieces(mapping, &folio->page, order, index);
 	preempt_enable();
@@ -981,13 +1009,12 @@ EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_folio_hwpoisoned);
 /*
  * Before the pieces of @rec's huge page from @head, a block of @order, are
  * frozen to be made one folio: whether that folio gets HVO (@hvo), if the
- * caller wants it to (@want), with what
- * that takes allocated now, so that nobody waits on a frozen folio for an
- * allocation. A block with a poisoned page gets none, which would drop its
- * page's mark, and a block that cannot is given all its struct pages first,
- * for the caller to write. The caller holds gmem_vmemmap_mutex, which memory
- * failure takes to mark a page of a piece, so the answer holds until it is
- * done.
+ * caller wants it to (@want: not for a block with a poisoned page, whose mark
+ * HVO would drop), with what that takes allocated now, so that nobody waits
+ * on a frozen folio for an allocation. A block that gets none is given all
+ * its struct pages first, for the caller to write. The caller holds
+ * gmem_vmemmap_mutex, which memory failure takes to mark a page of a piece, so
+ * whether a page is poisoned holds until it is done.
  *
  * Return: 0, or -ENOMEM (nothing changed that matters).
  */
@@ -1000,8 +1027,7 @@ static int gmem_prepare_block_hvo(struct gmem_split_record *rec,
 	int r;
 
 	lockdep_assert_held(&gmem_vmemmap_mutex);
-	*hvo = want && !gmem_pages_hwpoisoned(head, order) &&
-	       !hugetlb_vmemmap_prepare_optimize_pages(head, order);
+	*hvo = want && !hugetlb_vmemmap_prepare_optimize_pages(head, order);
 	if (*hvo || !gmem_pieces_keep_hvo(rec))
 		return 0;
 
@@ -1041,13 +1067,13 @@ static void gmem_apply_block_hvo(struct gmem_split_record *rec,
 
 /*
  * Make the frozen pages from @head one hugetlb folio again, with HVO if @hvo
- * (from gmem_prepare_block_hvo()), else with all its struct pages; it is left
- * frozen.
+ * (from gmem_prepare_block_hvo()), else with all its struct pages, marked if
+ * a page is @poisoned; it is left frozen.
  */
 static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
 				       struct gmem_split_record *rec,
 				       struct address_space *mapping, pgoff_t index,
-				       bool hvo)
+				       bool hvo, bool poisoned)
 {
 	unsigned int order = huge_page_order(h);
 	struct folio *folio = (struct folio *)head;
@@ -1079,7 +1105,7 @@ static struct folio *gmem_make_hugetlb(struct hstate *h, struct page *head,
 	 * of its bad pages "lost", so that it is never dissolved into the page
 	 * allocator either. No HVO (see gmem_prepare_block_hvo()).
 	 */
-	if (gmem_pages_hwpoisoned(head, order)) {
+	if (poisoned) {
 		folio_set_hwpoison(folio);
 		folio_set_hugetlb_raw_hwp_unreliable(folio);
 		pr_warn("guest_memfd: huge page at pfn %#lx has a poisoned page: kept out of use\n",
@@ -1127,6 +1153,10 @@ static int gmem_join_pieces(struct gmem_hugetlb *gh, struct address_space *mappi
 	 * pieces that keep it (their read-only struct pages cannot be written
 	 * as the whole piece's).
 	 */
+	if (gmem_block_hwpoisoned(rec, head, order)) {
+		r = -EHWPOISON;
+		goto unlock;
+	}
 	want = gmem_block_hvo_undone(rec, head, order) ||
 	       (order == huge_page_order(gh->h) && gmem_pieces_keep_hvo(rec));
 	r = gmem_prepare_block_hvo(rec, head, order, want, &hvo);
@@ -1140,7 +1170,7 @@ static int gmem_join_pieces(struct gmem_hugetlb *gh, struct address_space *mappi
 		goto unlock;
 	}
 	gmem_reset_pages(head, gmem_writable_struct_pages(order, hvo));
-	gmem_prep_folio(head, order, mapping, index, hvo);
+	gmem_prep_folio(head, order, mapping, index, hvo, false);
 	if (hvo)
 		gmem_apply_block_hvo(rec, mapping, head, index, order);
 	if (order == rec->hvo_order)
@@ -1172,20 +1202,21 @@ static int gmem_merge_pieces(struct gmem_hugetlb *gh, struct address_space *mapp
 	head = folio_file_page(folio, index);
 	folio_put(folio);
 
-	if (gmem_pages_hwpoisoned(head, order))
-		return -EHWPOISON;
 	if (!rec)
 		return gmem_join_pieces(gh, mapping, head, index, order);
 
 	mutex_lock(&gmem_vmemmap_mutex);
-	r = gmem_prepare_block_hvo(rec, head, order, true, &hvo);
+	if (gmem_block_hwpoisoned(rec, head, order))
+		r = -EHWPOISON;
+	else
+		r = gmem_prepare_block_hvo(rec, head, order, true, &hvo);
 	if (!r && !gmem_freeze_pieces(head, order, mapping, index))
 		r = -EAGAIN;
 	if (r) {
 		mutex_unlock(&gmem_vmemmap_mutex);
 		return r;
 	}
-	gmem_make_hugetlb(gh->h, head, rec, mapping, index, hvo);
+	gmem_make_hugetlb(gh->h, head, rec, mapping, index, hvo, false);
 	mutex_unlock(&gmem_vmemmap_mutex);
 	xa_erase(&gh->split, gmem_huge_index(gh, index));
 	kfree(rec);
@@ -1480,16 +1511,17 @@ static bool gmem_free_orphan(struct gmem_split_record *rec)
 {
 	unsigned int order = huge_page_order(rec->h);
 	struct folio *folio;
-	bool hvo;
+	bool hvo, poisoned;
 
 	mutex_lock(&gmem_vmemmap_mutex);
-	if (gmem_prepare_block_hvo(rec, rec->head, order, true, &hvo) ||
+	poisoned = gmem_block_hwpoisoned(rec, rec->head, order);
+	if (gmem_prepare_block_hvo(rec, rec->head, order, !poisoned, &hvo) ||
 	    !gmem_freeze_pieces(rec->head, order, NULL, 0)) {
 		mutex_unlock(&gmem_vmemmap_mutex);
 		return false;
 	}
 
-	folio = gmem_make_hugetlb(rec->h, rec->head, rec, NULL, 0, hvo);
+	folio = gmem_make_hugetlb(rec->h, rec->head, rec, NULL, 0, hvo, poisoned);
 	mutex_unlock(&gmem_vmemmap_mutex);
 	folio_ref_unfreeze(folio, 1);
 	folio_put(folio);
