@@ -257,6 +257,13 @@ static void gmem_split_every_granularity(struct kunit *test)
 		gmem_hugetlb_split_stats(t.gh, &vmemmap_bytes);
 		if (IS_ENABLED(CONFIG_HUGETLB_PAGE_OPTIMIZE_VMEMMAP_DEFAULT_ON))
 			KUNIT_EXPECT_EQ(test, vmemmap_bytes, split_vmemmap_bytes(&t));
+		/* A restore for a PTE mapping of another piece, kept. */
+		KUNIT_EXPECT_EQ(test, restore_vmemmap_at(&t, 7 << 9), 0);
+		gmem_hugetlb_split_stats(t.gh, &vmemmap_bytes);
+		if (IS_ENABLED(CONFIG_HUGETLB_PAGE_OPTIMIZE_VMEMMAP_DEFAULT_ON))
+			KUNIT_EXPECT_EQ(test, vmemmap_bytes, split_vmemmap_bytes(&t) +
+					(READ_ONCE(gmem_keep_hvo_on_split) ?
+					 SZ_32K - PAGE_SIZE : 0));
 		KUNIT_EXPECT_EQ(test, merge_at(&t, 1000 & ~511UL, 9), 0);
 		expect_orders(test, &t, "9:512 ");
 	}

@@ -859,72 +859,6 @@ static void assert_split_vmemmap(FIXTURE_DATA(conv) * self, long memmap,
 }
 
 /*
- * A 1G page split into 2M pieces keeps HVO for each piece but the one split
- * further: one 4K page made shared costs 511 + 7 pages of struct pages, not
- * 4095; a page made shared in a second 2M block costs that block's 7 more,
- * which its merge back into a 2M piece gives back, and the 1G merge gives
- * back the rest, to the page (fdinfo and nr_memmap_pages).  The guest's bytes
- * and the host's stay where they were.  With
- * guest_memfd_split.keep_hvo_on_split off, the split restores the whole GiB,
- * as it did before.  A 2M page has no smaller piece that could keep HVO: 7
- * pages either way.
- */
-TEST_F_TIMEOUT(conv, split_keeps_hvo_for_2m_pieces, GMEM_TEST_TIMEOUT)
-{
-	u64 first = self->size / 2 + 5 * PAGE_SIZE, second = first + 3 * SZ_2M;
-	u64 block = vmemmap_restored(SZ_2M), second_block;
-	unsigned int old_delay;
-	bool old_keep, keep;
-	char whole[32];
-	long memmap;
-	int i;
-
-	if (variant->page_shift == 12)
-		SKIP(return, "order-0 file: no huge page, no HVO");
-	if (variant->page_shift == 21)
-		second = first + SZ_2M;
-
-	snprintf(whole, sizeof(whole), "%u:%lu ", variant->page_shift - 12,
-		 self->size / self->page_size);
-	old_delay = gmem_set_merge_delay_ms(0);
-	old_keep = gmem_get_keep_hvo_on_split();
-	guest_do(self->vcpu, OP_WRITE, 0, self->size, 1);
-	for (i = 0; i < 2; i++) {
-		keep = !i;
-		gmem_set_keep_hvo_on_split(keep);
-		memmap = memmap_pages();
-		assert_split_vmemmap(self, memmap, 0);
-
-		convert(self->fd, first, PAGE_SIZE, 0);
-		assert_split_vmemmap(self, memmap,
-				     split_vmemmap_bytes(self->page_size));
-		/* 1G: the second block's piece; 2M: the second huge page. */
-		second_block = variant->page_shift == 21 || keep ? block : 0;
-		convert(self->fd, second, PAGE_SIZE, 0);
-		assert_split_vmemmap(self, memmap,
-				     split_vmemmap_bytes(self->page_size) +
-				     second_block);
-		TEST_ASSERT_EQ(*host_page(self, first), page_tag(first, 1));
-		TEST_ASSERT_EQ(*host_page(self, second), page_tag(second, 1));
-		*host_page(self, first) = page_tag(first, 2);
-
-		/* The second block merges back into a 2M piece, HVO and all. */
-		convert(self->fd, second, PAGE_SIZE, PRIVATE);
-		assert_split_vmemmap(self, memmap,
-				     split_vmemmap_bytes(self->page_size));
-		convert(self->fd, first, PAGE_SIZE, PRIVATE);
-		assert_folios(self->fd, whole, 0, 0);
-		assert_split_vmemmap(self, memmap, 0);
-
-		guest_do(self->vcpu, OP_CHECK, first, PAGE_SIZE, 2);
-		guest_do(self->vcpu, OP_WRITE, first, PAGE_SIZE, 1);
-		guest_do(self->vcpu, OP_CHECK, 0, self->size, 1);
-	}
-	gmem_set_keep_hvo_on_split(old_keep);
-	gmem_set_merge_delay_ms(old_delay);
-}
-
-/*
  * A huge page that stays mixed (one 4K page of it shared for good, as a
  * shared ring would be) has nothing to merge, and the merge work leaves it
  * alone: KVM's mappings of it stay as they are, however often the work runs
@@ -1277,6 +1211,92 @@ TEST_F_TIMEOUT(conv, shared_huge_pages_map_with_one_fault, GMEM_TEST_TIMEOUT)
 	kvm_munmap(mem, self->size);
 
 	guest_do(self->vcpu, OP_CHECK, 0, self->size, 13);
+}
+
+/*
+ * A 1G page split into 2M pieces keeps HVO for each piece but the one split
+ * further: one 4K page made shared costs 511 + 7 pages of struct pages, not
+ * 4095; a page made shared in a second 2M block costs that block's 7 more,
+ * which its merge back into a 2M piece gives back, and so does a shared 2M
+ * block that the host maps with PTEs (each page's mapcount is in its own
+ * struct page); the 1G merge gives back the rest, to the page (fdinfo and
+ * nr_memmap_pages).  The guest's bytes and the host's stay where they were.
+ * With
+ * guest_memfd_split.keep_hvo_on_split off, the split restores the whole GiB,
+ * as it did before.  A 2M page has no smaller piece that could keep HVO: 7
+ * pages either way.
+ */
+TEST_F_TIMEOUT(conv, split_keeps_hvo_for_2m_pieces, GMEM_TEST_TIMEOUT)
+{
+	u64 first = self->size / 2 + 5 * PAGE_SIZE, second = first + 3 * SZ_2M;
+	u64 block = vmemmap_restored(SZ_2M), second_block, pte_block;
+	unsigned int old_delay;
+	bool old_keep, keep;
+	char whole[32];
+	long memmap;
+	u64 *mem;
+	int i;
+
+	if (variant->page_shift == 12)
+		SKIP(return, "order-0 file: no huge page, no HVO");
+	if (variant->page_shift == 21)
+		second = first + SZ_2M;
+
+	snprintf(whole, sizeof(whole), "%u:%lu ", variant->page_shift - 12,
+		 self->size / self->page_size);
+	old_delay = gmem_set_merge_delay_ms(0);
+	old_keep = gmem_get_keep_hvo_on_split();
+	guest_do(self->vcpu, OP_WRITE, 0, self->size, 1);
+	for (i = 0; i < 2; i++) {
+		keep = !i;
+		gmem_set_keep_hvo_on_split(keep);
+		memmap = memmap_pages();
+		assert_split_vmemmap(self, memmap, 0);
+
+		convert(self->fd, first, PAGE_SIZE, 0);
+		assert_split_vmemmap(self, memmap,
+				     split_vmemmap_bytes(self->page_size));
+		/* 1G: the second block's piece; 2M: the second huge page. */
+		second_block = variant->page_shift == 21 || keep ? block : 0;
+		convert(self->fd, second, PAGE_SIZE, 0);
+		assert_split_vmemmap(self, memmap,
+				     split_vmemmap_bytes(self->page_size) +
+				     second_block);
+		TEST_ASSERT_EQ(*host_page(self, first), page_tag(first, 1));
+		TEST_ASSERT_EQ(*host_page(self, second), page_tag(second, 1));
+		*host_page(self, first) = page_tag(first, 2);
+
+		/* The second block merges back into a 2M piece, HVO and all. */
+		convert(self->fd, second, PAGE_SIZE, PRIVATE);
+		assert_split_vmemmap(self, memmap,
+				     split_vmemmap_bytes(self->page_size));
+		/*
+		 * The 2M block at 2M shared, and mapped with PTEs: its piece's
+		 * struct pages (a 2M piece that kept HVO; a 2M file's whole
+		 * piece), until the huge page is merged.
+		 */
+		pte_block = variant->page_shift == 21 || keep ? block : 0;
+		convert(self->fd, SZ_2M, SZ_2M, 0);
+		mem = kvm_mmap(self->size, PROT_READ | PROT_WRITE, MAP_SHARED,
+			       self->fd);
+		TEST_ASSERT_EQ(madvise(mem, self->size, MADV_NOHUGEPAGE), 0);
+		host_check_pages(mem, SZ_2M + 100 * PAGE_SIZE, PAGE_SIZE, 1);
+		assert_split_vmemmap(self, memmap,
+				     split_vmemmap_bytes(self->page_size) +
+				     pte_block);
+		kvm_munmap(mem, self->size);
+		convert(self->fd, SZ_2M, SZ_2M, PRIVATE);
+
+		convert(self->fd, first, PAGE_SIZE, PRIVATE);
+		assert_folios(self->fd, whole, 0, 0);
+		assert_split_vmemmap(self, memmap, 0);
+
+		guest_do(self->vcpu, OP_CHECK, first, PAGE_SIZE, 2);
+		guest_do(self->vcpu, OP_WRITE, first, PAGE_SIZE, 1);
+		guest_do(self->vcpu, OP_CHECK, 0, self->size, 1);
+	}
+	gmem_set_keep_hvo_on_split(old_keep);
+	gmem_set_merge_delay_ms(old_delay);
 }
 
 /*
