@@ -551,13 +551,17 @@ TEST_F_TIMEOUT(stress, convert_punch_pin_while_vcpus_read, 900)
 	free(s.tag);
 }
 
+#define TAINT_WARN	BIT(9)
+
 /*
  * Lifetimes: a conversion racing the deletion of the memslot it backs, the
  * guest_memfd closed while vCPUs fault on it, and the VM and the file closed
- * while conversions are in flight.  Nothing may crash or leak (make check
- * scans the kernel log; teardown checks the pools), and each side sees only
- * documented outcomes.  The memslot goes and comes back 20 times, or
- * DELETIONS= times, to make a rare outcome of that race less rare.
+ * while conversions are in flight.  Nothing may crash, warn or leak (the
+ * kernel's taint; make check scans the kernel log; teardown checks the
+ * pools), and each side sees only documented outcomes.  The memslot goes and
+ * comes back 20 times, or DELETIONS= times, to make a rare outcome of that
+ * race less rare: a vCPU that found no memslot, then met the mapping another
+ * vCPU made once the memslot was back, warned in the TDP MMU.
  */
 struct racer {
 	int fd;
@@ -596,6 +600,7 @@ static void *convert_until_stopped(void *arg)
 TEST_F_TIMEOUT(stress, lifetime_races, 900)
 {
 	int deletions = getenv("DELETIONS") ? atoi(getenv("DELETIONS")) : 20;
+	unsigned long taint = read_kernel_taint();
 	u64 size = variant->size, npages = size / PAGE_SIZE;
 	struct kvm_vcpu *vcpus[NR_VCPUS];
 	pthread_t converter, vcpu_threads[NR_VCPUS];
@@ -644,6 +649,8 @@ TEST_F_TIMEOUT(stress, lifetime_races, 900)
 	kvm_munmap(mem, size);
 	ksft_print_msg("%lu conversions raced %d memslot deletions and two closes\n",
 		       racer.ok, deletions);
+	TEST_ASSERT(!(read_kernel_taint() & ~taint & TAINT_WARN),
+		    "the kernel warned (taint %#lx, was %#lx)", read_kernel_taint(), taint);
 }
 
 /*
@@ -725,8 +732,6 @@ TEST_F_TIMEOUT(stress, two_vms_convert_at_once, 900)
 	kvm_munmap(b.mem, size);
 	close(b.racer.fd);
 }
-
-#define TAINT_WARN	BIT(9)
 
 /* One 4K round trip, shared and back, at a random page of each block. */
 static void round_trip_blocks(int fd, u64 first, u64 last, u64 block_pages,
