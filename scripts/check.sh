@@ -230,7 +230,10 @@ if [ -s "$log" ]; then
 	[ "$injections" -gt 0 ] && echo "check: $injections failures forced by fault injection (their stacks are not splats)"
 	if grep -qE "$splat_re" "$scan"; then
 		n=$(grep -cE "$splat_re" "$scan")
-		fail+=("kernel-log: $n splat line(s) in $log")
+		# The first splat line in the summary, which is all a CI report
+		# may show.
+		first=$(grep -m1 -E "$splat_re" "$scan" | tr -d '\r' | cut -c1-200)
+		fail+=("kernel-log: $n splat line(s) in $log, the first: $first")
 		echo "check: kernel log splat(s):"
 		grep -nE -A 25 "$splat_re" "$scan" | head -n 80 | sed 's/^/    /'
 	else

@@ -122,6 +122,12 @@ grep -v '^[[:space:]]*\(#\|$\)' "$list" | while read -r name tmo bin args; do
 	case "$line" in fail*) tail -n 20 "$log" | sed 's/^/    /' ;; esac
 done
 
+# How close the boot came to lockdep's table sizes: a full table is a
+# "BUG: MAX_LOCKDEP_..." splat.
+if [ -r /proc/lockdep_stats ]; then
+	cp /proc/lockdep_stats "$out/lockdep_stats.txt"
+fi
+
 if [ -w /sys/kernel/debug/kmemleak ]; then
 	# An object is reported once two scans, some seconds apart, found it
 	# unreferenced.
