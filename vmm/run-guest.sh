@@ -166,12 +166,23 @@ while alive && ! late; do
 	sleep 0.2
 done
 if alive; then
-	# Where each of QEMU's threads is, for the report.
+	# Where each of QEMU's threads is, for the report; and what the VM's
+	# vCPU does: KVM's statistics for it (exits, faults, halts...), read
+	# twice two seconds apart, tell a guest spinning in its own code from
+	# one faulting or exiting over and over, or halted.
 	for t in /proc/"$pid"/task/*; do
 		echo "thread $(cat "$t/comm"): $(cat "$t/wchan" 2>/dev/null)"
 		sed 's/^/    /' "$t/stack" 2>/dev/null
 	done >"$out/qemu-threads.txt"
-	fail "guest still running after ${tmo}s; killed (QEMU's threads: $out/qemu-threads.txt)"
+	d=$(ls -d /sys/kernel/debug/kvm/"$pid"-* 2>/dev/null | head -n 1)
+	if [ -n "$d" ]; then
+		for pass in 1 2; do
+			echo "=== $pass"
+			grep -r . "$d" 2>/dev/null | sed "s|$d/||"
+			[ $pass = 1 ] && sleep 2
+		done >"$out/kvm-stats.txt"
+	fi
+	fail "guest still running after ${tmo}s; killed (QEMU's threads: $out/qemu-threads.txt, KVM's statistics: $out/kvm-stats.txt)"
 	kill -9 "$pid"
 fi
 wait "$pid"
