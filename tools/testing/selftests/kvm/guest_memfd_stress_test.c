@@ -551,8 +551,6 @@ TEST_F_TIMEOUT(stress, convert_punch_pin_while_vcpus_read, 900)
 	free(s.tag);
 }
 
-#define TAINT_WARN	BIT(9)
-
 /*
  * Lifetimes: a conversion racing the deletion of the memslot it backs, the
  * guest_memfd closed while vCPUs fault on it, and the VM and the file closed
@@ -649,8 +647,7 @@ TEST_F_TIMEOUT(stress, lifetime_races, 900)
 	kvm_munmap(mem, size);
 	ksft_print_msg("%lu conversions raced %d memslot deletions and two closes\n",
 		       racer.ok, deletions);
-	TEST_ASSERT(!(read_kernel_taint() & ~taint & TAINT_WARN),
-		    "the kernel warned (taint %#lx, was %#lx)", read_kernel_taint(), taint);
+	assert_kernel_did_not_warn(taint);
 }
 
 /*
@@ -803,8 +800,7 @@ TEST_F_TIMEOUT(stress, close_while_merge_work_runs, 300)
 	drop_caches();
 	gmem_set_merge_delay_ms(delay_ms);
 
-	TEST_ASSERT(!(read_kernel_taint() & ~taint & TAINT_WARN),
-		    "the kernel warned (see its log)");
+	assert_kernel_did_not_warn(taint);
 }
 
 /*
@@ -865,8 +861,7 @@ TEST_F_TIMEOUT(stress, vcpus_fault_while_merges_apply_hvo, 300)
 	close(fd);
 	gmem_set_merge_delay_ms(delay_ms);
 
-	TEST_ASSERT(!(read_kernel_taint() & ~taint & TAINT_WARN),
-		    "the kernel warned (see its log)");
+	assert_kernel_did_not_warn(taint);
 }
 
 TEST_HARNESS_MAIN

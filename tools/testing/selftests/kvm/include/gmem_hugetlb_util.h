@@ -40,6 +40,7 @@ bool gmem_get_keep_hvo_on_split(void);
 bool gmem_set_keep_hvo_on_split(bool keep);
 void drop_caches(void);
 unsigned long read_kernel_taint(void);
+void assert_kernel_did_not_warn(unsigned long taint_before);
 void read_hugetlb_pools(struct hugetlb_pools *pools);
 void assert_hugetlb_pools(const struct hugetlb_pools *before,
 			  unsigned int page_shift, long dfree, long dresv);

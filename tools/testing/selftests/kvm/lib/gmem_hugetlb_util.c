@@ -122,6 +122,18 @@ unsigned long read_kernel_taint(void)
 	return read_sysfs_ulong("/proc/sys/kernel/tainted");
 }
 
+#define TAINT_WARN	BIT(9)
+
+/* Fail if the kernel warned since its taint was @taint_before. */
+void assert_kernel_did_not_warn(unsigned long taint_before)
+{
+	unsigned long taint = read_kernel_taint();
+
+	TEST_ASSERT(!(taint & ~taint_before & TAINT_WARN),
+		    "the kernel warned (taint %#lx, was %#lx; see its log)",
+		    taint, taint_before);
+}
+
 static unsigned long read_pool_count(const char *dir, const char *name)
 {
 	char path[PATH_MAX];
