@@ -95,8 +95,13 @@ struct gmem_split_record {
 	DECLARE_BITMAP(hvo_undone, GMEM_HVO_MAX_PIECES);
 	/* Memory failure poisoned a page of a piece. */
 	bool hwpoisoned;
-	/* When the split happened or its shareability last changed (jiffies). */
+	/*
+	 * When the split happened or its shareability last changed (jiffies),
+	 * and how many changes came in a row, each within the caller's window
+	 * of the one before (gmem_hugetlb_note_change()).
+	 */
 	unsigned long changed;
+	unsigned int changes_in_row;
 	/*
 	 * Once truncation took the huge page out of the file with a piece
 	 * still referenced (an orphan): its pages, until they are freed.
@@ -1342,21 +1347,58 @@ EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_is_split);
  * gmem_hugetlb_note_change() - Note that a split huge page changes now.
  * @gh: the file's hugetlb backing.
  * @index: an index of the huge page.
+ * @window: in jiffies: a change that comes within @window of the one before
+ *	    continues their row, a later one starts a new row.
  *
  * Its caller converts part of the huge page, or puts its shape back: the
  * time gmem_hugetlb_split_since() reports, which a merge policy with
- * hysteresis measures from.  Nothing happens if the huge page is not split.
- * The caller holds the file's invalidate lock.
+ * hysteresis measures from, and the row gmem_hugetlb_changes_in_row()
+ * counts.  The split itself starts the row at 0.  Nothing happens if the huge
+ * page is not split.  The caller holds the file's invalidate lock.
  */
-void gmem_hugetlb_note_change(struct gmem_hugetlb *gh, pgoff_t index)
+void gmem_hugetlb_note_change(struct gmem_hugetlb *gh, pgoff_t index,
+			      unsigned long window)
+{
+	struct gmem_split_record *rec;
+	unsigned int row;
+
+	rec = xa_load(&gh->split, gmem_huge_index(gh, index));
+	if (!rec)
+		return;
+	row = 1;
+	if (time_before(jiffies, rec->changed + window))
+		row = min(rec->changes_in_row, UINT_MAX - 1) + 1;
+	WRITE_ONCE(rec->changes_in_row, row);
+	WRITE_ONCE(rec->changed, jiffies);
+}
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_note_change);
+
+/**
+ * gmem_hugetlb_changes_in_row() - How many times in a row a split huge page
+ *				   has just changed.
+ * @gh: the file's hugetlb backing.
+ * @index: an index of the huge page.
+ * @window: in jiffies, as given to gmem_hugetlb_note_change().
+ *
+ * Needs no lock: a caller that holds a reference on a piece of the huge page
+ * keeps its record from being freed; one that holds the invalidate lock keeps
+ * the answer from changing.
+ *
+ * Return: the changes noted in a row, each within @window of the one before,
+ * if the last was less than @window ago; else 0, as for a huge page that is
+ * not split.
+ */
+unsigned int gmem_hugetlb_changes_in_row(struct gmem_hugetlb *gh, pgoff_t index,
+					 unsigned long window)
 {
 	struct gmem_split_record *rec;
 
 	rec = xa_load(&gh->split, gmem_huge_index(gh, index));
-	if (rec)
-		WRITE_ONCE(rec->changed, jiffies);
+	if (!rec || !time_before(jiffies, READ_ONCE(rec->changed) + window))
+		return 0;
+	return READ_ONCE(rec->changes_in_row);
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_note_change);
+EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_changes_in_row);
 
 /**
  * gmem_hugetlb_split_since() - Since when a huge page has been as it is.

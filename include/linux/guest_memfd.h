@@ -40,7 +40,10 @@ int gmem_hugetlb_join(struct gmem_hugetlb *gh, struct address_space *mapping,
 bool gmem_hugetlb_is_split(struct gmem_hugetlb *gh, pgoff_t index);
 unsigned long gmem_hugetlb_split_stats(struct gmem_hugetlb *gh,
 				       unsigned long *vmemmap_bytes);
-void gmem_hugetlb_note_change(struct gmem_hugetlb *gh, pgoff_t index);
+void gmem_hugetlb_note_change(struct gmem_hugetlb *gh, pgoff_t index,
+			      unsigned long window);
+unsigned int gmem_hugetlb_changes_in_row(struct gmem_hugetlb *gh, pgoff_t index,
+					 unsigned long window);
 bool gmem_hugetlb_split_since(struct gmem_hugetlb *gh, pgoff_t index,
 			      unsigned long *since, unsigned long *vmemmap_bytes);
 bool gmem_hugetlb_block_mappable(struct gmem_hugetlb *gh, struct folio *piece,
@@ -126,8 +129,15 @@ static inline unsigned long gmem_hugetlb_split_stats(struct gmem_hugetlb *gh,
 }
 
 static inline void gmem_hugetlb_note_change(struct gmem_hugetlb *gh,
-					    pgoff_t index)
+					    pgoff_t index, unsigned long window)
 {
+}
+
+static inline unsigned int gmem_hugetlb_changes_in_row(struct gmem_hugetlb *gh,
+						       pgoff_t index,
+						       unsigned long window)
+{
+	return 0;
 }
 
 static inline bool gmem_hugetlb_split_since(struct gmem_hugetlb *gh,

@@ -745,24 +745,40 @@ TEST_F_TIMEOUT(conv, conversion_leaves_the_rest_mapped, GMEM_TEST_TIMEOUT)
 	convert(self->fd, page, PAGE_SIZE, PRIVATE);
 }
 
+/* @n round trips of @page, the guest reading it each way. */
+static void round_trips(FIXTURE_DATA(conv) * self, u64 page, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		convert(self->fd, page, PAGE_SIZE, 0);
+		guest_do(self->vcpu, OP_TOUCH, page, PAGE_SIZE, 0);
+		convert(self->fd, page, PAGE_SIZE, PRIVATE);
+		guest_do(self->vcpu, OP_TOUCH, page, PAGE_SIZE, 0);
+	}
+}
+
 /*
  * A huge page whose range is all private again stays split for
  * kvm.gmem_merge_delay_ms, while KVM maps it at its size over its pieces
  * (pages_1g is 1 again before any merge), so that round trips in the meantime
- * split nothing more; fdinfo shows the struct pages the wait holds.  Memory
- * pressure (the shrinker: drop_caches here) merges at once, and a short
- * delay on its own.  An order-0 file has nothing to merge: it shows none.
+ * split nothing more; fdinfo shows the struct pages the wait holds.  Once it
+ * is being toggled (a change in a row after a round trip), KVM maps it at its
+ * pieces' sizes instead, unless kvm.gmem_toggled_changes is 0.  Memory
+ * pressure (the shrinker: drop_caches here) merges at once, and KVM maps the
+ * merged page whole again; a short delay merges on its own.  An order-0 file
+ * has nothing to merge: it shows none.
  */
 TEST_F_TIMEOUT(conv, deferred_merge_keeps_huge_mappings, GMEM_TEST_TIMEOUT)
 {
 	u64 page = self->size / 2 + 5 * PAGE_SIZE;
-	u64 nr_1g = 0, nr_2m = 0, base_4k, restored = 0;
+	u64 nr_1g = 0, nr_2m = 0, mixed_2m = 0, mixed_4k = 0, base_4k;
+	u64 restored = 0;
 	bool huge = variant->page_shift > 12;
 	char whole[32] = "", split[32] = "";
+	unsigned int old_delay, old_toggled;
 	struct gmem_fdinfo info, again;
-	unsigned int old_delay;
 	long memmap;
-	int i;
 
 	if (variant->page_shift == 30)
 		nr_1g = self->size / SZ_1G;
@@ -774,15 +790,19 @@ TEST_F_TIMEOUT(conv, deferred_merge_keeps_huge_mappings, GMEM_TEST_TIMEOUT)
 		snprintf(split, sizeof(split), "9:%lu 0:512 ",
 			 self->size / SZ_2M - 1);
 		restored = split_vmemmap_bytes(self->page_size);
+		mixed_2m = self->size / SZ_2M - 1;
+		mixed_4k = SZ_2M / PAGE_SIZE;
 	}
 
 	old_delay = gmem_set_merge_delay_ms(60 * 1000);
+	old_toggled = gmem_set_toggled_changes(0);
 	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
 	base_4k = vm_get_stat(self->vm, pages_4k);
 	assert_stage2_mappings(self->vm, nr_1g, nr_2m, base_4k, false);
 	memmap = read_vmstat("nr_memmap_pages");
 
 	/* A round trip: split, private again, still split, mapped huge. */
+	gmem_set_toggled_changes(old_toggled);
 	convert(self->fd, page, PAGE_SIZE, 0);
 	guest_do(self->vcpu, OP_TOUCH, page, PAGE_SIZE, 0);
 	convert(self->fd, page, PAGE_SIZE, PRIVATE);
@@ -802,21 +822,31 @@ TEST_F_TIMEOUT(conv, deferred_merge_keeps_huge_mappings, GMEM_TEST_TIMEOUT)
 			    "folio orders \"%s\", expected \"%s\"",
 			    info.folio_orders, split);
 
-	/* More round trips, the guest reading the page: nothing more split. */
-	for (i = 0; i < 16; i++) {
-		convert(self->fd, page, PAGE_SIZE, 0);
-		guest_do(self->vcpu, OP_TOUCH, page, PAGE_SIZE, 0);
-		convert(self->fd, page, PAGE_SIZE, PRIVATE);
-		guest_do(self->vcpu, OP_TOUCH, page, PAGE_SIZE, 0);
-	}
+	/* More round trips, toggled now, mapped at the pieces' sizes. */
+	round_trips(self, page, 16);
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	assert_stage2_mappings(self->vm, 0, mixed_2m, base_4k + mixed_4k, false);
+
+	/* Without the toggled state, over the pieces again: nothing split. */
+	gmem_set_toggled_changes(0);
+	round_trips(self, page, 16);
 	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
 	assert_stage2_mappings(self->vm, nr_1g, nr_2m, base_4k, false);
+	gmem_set_toggled_changes(old_toggled);
 	read_gmem_fdinfo(self->fd, &again);
 	TEST_ASSERT(!memcmp(&info, &again, sizeof(info)),
 		    "round trips changed the file: folios %s, %lu split",
 		    again.folio_orders, again.split_huge_pages);
 
-	/* Memory pressure merges without waiting out the delay. */
+	/* Toggled again: its row of changes went on meanwhile. */
+	round_trips(self, page, 1);
+	guest_do(self->vcpu, OP_TOUCH, 0, self->size, 0);
+	assert_stage2_mappings(self->vm, 0, mixed_2m, base_4k + mixed_4k, false);
+
+	/*
+	 * Memory pressure merges without waiting out the delay, and KVM maps
+	 * the merged page whole.
+	 */
 	drop_caches();
 	if (huge)
 		assert_folios(self->fd, whole, 0, 0);

@@ -41,6 +41,18 @@ long read_vmstat(const char *name)
 	return val;
 }
 
+/* Writes @val to the sysfs file @path. Return: the value it held before. */
+static unsigned int swap_sysfs_uint(const char *path, unsigned int val)
+{
+	unsigned int old = read_sysfs_ulong(path);
+	FILE *f = fopen(path, "w");
+
+	TEST_ASSERT(f, "fopen(%s)", path);
+	TEST_ASSERT(fprintf(f, "%u\n", val) > 0 && !fclose(f),
+		    "writing %u to %s", val, path);
+	return old;
+}
+
 #define GMEM_MERGE_DELAY_MS	"/sys/module/kvm/parameters/gmem_merge_delay_ms"
 
 unsigned int gmem_get_merge_delay_ms(void)
@@ -55,13 +67,20 @@ unsigned int gmem_get_merge_delay_ms(void)
  */
 unsigned int gmem_set_merge_delay_ms(unsigned int ms)
 {
-	unsigned int old = gmem_get_merge_delay_ms();
-	FILE *f = fopen(GMEM_MERGE_DELAY_MS, "w");
+	return swap_sysfs_uint(GMEM_MERGE_DELAY_MS, ms);
+}
 
-	TEST_ASSERT(f, "fopen(%s)", GMEM_MERGE_DELAY_MS);
-	TEST_ASSERT(fprintf(f, "%u\n", ms) > 0 && !fclose(f),
-		    "writing %u to %s", ms, GMEM_MERGE_DELAY_MS);
-	return old;
+#define GMEM_TOGGLED_CHANGES	"/sys/module/kvm/parameters/gmem_toggled_changes"
+
+/*
+ * After how many changes in a row, each within the merge delay of the one
+ * before, a split huge page counts as toggled, and KVM maps it at its pieces'
+ * sizes until it is merged (kvm.gmem_toggled_changes; 0: never).
+ * Return: the setting it had before.
+ */
+unsigned int gmem_set_toggled_changes(unsigned int changes)
+{
+	return swap_sysfs_uint(GMEM_TOGGLED_CHANGES, changes);
 }
 
 /*
