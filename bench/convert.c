@@ -58,6 +58,11 @@ struct backing {
 	 * instead of keeping HVO for its 2M pieces.
 	 */
 	bool old_split;
+	/*
+	 * KVM maps a toggled huge page over its pieces, as before December
+	 * (kvm.gmem_toggled_changes=0), instead of at their sizes.
+	 */
+	bool untoggled;
 };
 
 static const struct backing backings[] = {
@@ -77,6 +82,12 @@ static const struct backing merge_policies[] = {
 	{ "guest_memfd 1G", 30, -1 },
 };
 
+/* The toggle bench also measures the default policy without the toggled state. */
+static const struct backing untoggled_policies[] = {
+	{ "guest_memfd 2M, untoggled", 21, -1, false, true },
+	{ "guest_memfd 1G, untoggled", 30, -1, false, true },
+};
+
 /* -b: only the huge-page backings whose name contains this. */
 static const char *only;
 
@@ -87,10 +98,13 @@ static bool selected(const struct backing *b)
 	return !only || strstr(b->name, only);
 }
 
-/* kvm.gmem_merge_delay_ms as the bench found it. */
-static unsigned int default_merge_delay_ms;
+/* kvm.gmem_merge_delay_ms and kvm.gmem_toggled_changes as the bench found them. */
+static unsigned int default_merge_delay_ms, default_toggled_changes;
 
-/* Set the merge delay and the split @b is measured with; return the delay. */
+/*
+ * Set the merge delay, the split and the toggled state @b is measured with;
+ * return the delay.
+ */
 static unsigned int set_merge_delay(const struct backing *b)
 {
 	unsigned int ms = b->merge_delay_ms < 0 ? default_merge_delay_ms :
@@ -98,6 +112,7 @@ static unsigned int set_merge_delay(const struct backing *b)
 
 	gmem_set_merge_delay_ms(ms);
 	gmem_set_keep_hvo_on_split(!b->old_split);
+	gmem_set_toggled_changes(b->untoggled ? 0 : default_toggled_changes);
 	return ms;
 }
 
@@ -789,6 +804,7 @@ int main(int argc, char *argv[])
 	TEST_ASSERT_EQ(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0), 0);
 	srandom(seed);
 	default_merge_delay_ms = gmem_get_merge_delay_ms();
+	default_toggled_changes = gmem_get_toggled_changes();
 
 	if (csv_dir) {
 		csv_fault_in = csv_open(csv_dir, "partial_fault_in.csv",
@@ -839,8 +855,12 @@ toggle:
 	for (i = 0; i < ARRAY_SIZE(merge_policies); i++)
 		if (selected(&merge_policies[i]))
 			bench_toggle(&merge_policies[i]);
+	for (i = 0; i < ARRAY_SIZE(untoggled_policies); i++)
+		if (selected(&untoggled_policies[i]))
+			bench_toggle(&untoggled_policies[i]);
 	gmem_set_merge_delay_ms(default_merge_delay_ms);
 	gmem_set_keep_hvo_on_split(true);
+	gmem_set_toggled_changes(default_toggled_changes);
 
 out:
 	if (csv_dir) {

@@ -35,6 +35,7 @@ unsigned long read_sysfs_ulong(const char *path);
 long read_vmstat(const char *name);
 unsigned int gmem_get_merge_delay_ms(void);
 unsigned int gmem_set_merge_delay_ms(unsigned int ms);
+unsigned int gmem_get_toggled_changes(void);
 unsigned int gmem_set_toggled_changes(unsigned int changes);
 unsigned int gmem_poll_tries(void);
 bool gmem_get_keep_hvo_on_split(void);

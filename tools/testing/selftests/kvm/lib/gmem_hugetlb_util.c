@@ -72,6 +72,11 @@ unsigned int gmem_set_merge_delay_ms(unsigned int ms)
 
 #define GMEM_TOGGLED_CHANGES	"/sys/module/kvm/parameters/gmem_toggled_changes"
 
+unsigned int gmem_get_toggled_changes(void)
+{
+	return read_sysfs_ulong(GMEM_TOGGLED_CHANGES);
+}
+
 /*
  * After how many changes in a row, each within the merge delay of the one
  * before, a split huge page counts as toggled, and KVM maps it at its pieces'
