@@ -452,6 +452,34 @@ TEST_F_TIMEOUT(postcopy, missing_page_limits_only_its_ranges,
 }
 
 /*
+ * With kvm.userfault_huge_mappings=0, the proposal's behaviour: while the flag
+ * is set the memslot maps at 4K, even where all pages have arrived.  Clearing
+ * the flag ends post-copy and maps the memory huge again.
+ */
+TEST_F_TIMEOUT(postcopy, knob_off_maps_at_4k_only, GMEM_TEST_TIMEOUT)
+{
+	struct postcopy *pc = &self->pc;
+	struct vcpu_thread threads[NR_VCPUS];
+	bool huge;
+	u64 page;
+
+	for (page = 0; page < pc->npages; page++)
+		receive_page(pc, page);
+	TEST_ASSERT_EQ(__set_region(pc->vm, KVM_MEM_GUEST_MEMFD | KVM_MEM_USERFAULT,
+				    pc->size, pc->mem, pc->fd, 0, pc->bitmap), 0);
+
+	huge = set_userfault_huge_mappings(false);
+	run_phase(pc, PHASE_VERIFY, threads);
+	set_userfault_huge_mappings(huge);
+	TEST_ASSERT_EQ(pc->exits, 0);
+	assert_stage2_mappings(pc->vm, 0, 0, pc->npages, true);
+
+	TEST_ASSERT_EQ(__set_region(pc->vm, KVM_MEM_GUEST_MEMFD, pc->size,
+				    pc->mem, pc->fd, 0, NULL), 0);
+	assert_data_mapped_at(pc->vm, pc->size, self->page_size);
+}
+
+/*
  * Bad inputs get their errno and change nothing: a memslot that could not be
  * created does not exist, and one that could not be changed keeps its flags.
  * A bitmap that is gone when a vCPU faults fails KVM_RUN with EFAULT.

@@ -40,6 +40,7 @@ unsigned int gmem_set_toggled_changes(unsigned int changes);
 unsigned int gmem_poll_tries(void);
 bool gmem_get_keep_hvo_on_split(void);
 bool gmem_set_keep_hvo_on_split(bool keep);
+bool set_userfault_huge_mappings(bool huge);
 void drop_caches(void);
 unsigned long read_kernel_taint(void);
 void assert_kernel_did_not_warn(unsigned long taint_before);

@@ -99,17 +99,34 @@ unsigned int gmem_poll_tries(void)
 	return (gmem_get_merge_delay_ms() + 10 * 1000) / GMEM_POLL_MS;
 }
 
+static bool read_sysfs_bool(const char *path)
+{
+	char c = 0;
+	FILE *f = fopen(path, "r");
+
+	TEST_ASSERT(f, "fopen(%s)", path);
+	TEST_ASSERT_EQ(fscanf(f, " %c", &c), 1);
+	fclose(f);
+	return c == 'Y';
+}
+
+/* Writes @val to the sysfs bool @path. Return: the value it held before. */
+static bool swap_sysfs_bool(const char *path, bool val)
+{
+	bool old = read_sysfs_bool(path);
+	FILE *f = fopen(path, "w");
+
+	TEST_ASSERT(f, "fopen(%s)", path);
+	TEST_ASSERT(fprintf(f, "%c\n", val ? 'Y' : 'N') > 0 && !fclose(f),
+		    "writing %d to %s", val, path);
+	return old;
+}
+
 #define GMEM_KEEP_HVO_ON_SPLIT	"/sys/module/guest_memfd_split/parameters/keep_hvo_on_split"
 
 bool gmem_get_keep_hvo_on_split(void)
 {
-	char c = 0;
-	FILE *f = fopen(GMEM_KEEP_HVO_ON_SPLIT, "r");
-
-	TEST_ASSERT(f, "fopen(%s)", GMEM_KEEP_HVO_ON_SPLIT);
-	TEST_ASSERT_EQ(fscanf(f, " %c", &c), 1);
-	fclose(f);
-	return c == 'Y';
+	return read_sysfs_bool(GMEM_KEEP_HVO_ON_SPLIT);
 }
 
 /*
@@ -119,13 +136,20 @@ bool gmem_get_keep_hvo_on_split(void)
  */
 bool gmem_set_keep_hvo_on_split(bool keep)
 {
-	bool old = gmem_get_keep_hvo_on_split();
-	FILE *f = fopen(GMEM_KEEP_HVO_ON_SPLIT, "w");
+	return swap_sysfs_bool(GMEM_KEEP_HVO_ON_SPLIT, keep);
+}
 
-	TEST_ASSERT(f, "fopen(%s)", GMEM_KEEP_HVO_ON_SPLIT);
-	TEST_ASSERT(fprintf(f, "%c\n", keep ? 'Y' : 'N') > 0 && !fclose(f),
-		    "writing %d to %s", keep, GMEM_KEEP_HVO_ON_SPLIT);
-	return old;
+#define USERFAULT_HUGE_MAPPINGS	"/sys/module/kvm/parameters/userfault_huge_mappings"
+
+/*
+ * Whether KVM maps huge, while a memslot has KVM_MEM_USERFAULT, the ranges
+ * whose pages have all arrived (kvm.userfault_huge_mappings), or maps the
+ * memslot at 4K only, as the posted proposal does. Return: the setting it
+ * had before.
+ */
+bool set_userfault_huge_mappings(bool huge)
+{
+	return swap_sysfs_bool(USERFAULT_HUGE_MAPPINGS, huge);
 }
 
 #define DROP_CACHES	"/proc/sys/vm/drop_caches"
