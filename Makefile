@@ -125,7 +125,7 @@ BENCH_CFLAGS := -D_GNU_SOURCE -Wall -Wstrict-prototypes -O2 -g -std=gnu99 -DCONF
 	-I$(KSFT_SRC)/include -I$(KSFT_SRC)/include/x86 -I$(KSFT_SRC) \
 	-I$(SRC)/tools/testing/selftests -isystem $(HDR)/include
 BENCH_PROGS := $(BUILD)/bench/gmem_caps $(BUILD)/bench/fault_in $(BUILD)/bench/convert \
-	$(BUILD)/bench/host_touch
+	$(BUILD)/bench/host_touch $(BUILD)/bench/postcopy
 
 # perf from the tree, static and without optional libraries: the test VM is a
 # busybox system, and perf stat counts KVM's tracepoints there.

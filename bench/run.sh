@@ -1,11 +1,11 @@
 #!/bin/sh
 # Runs in the test VM (scripts/bench.sh boots it): the capabilities, the
 # fault-in benchmark with perf counting KVM's page faults, then the
-# conversion benchmark, the host touching shared memory, then QEMU booting a
-# guest on each backing
+# conversion benchmark, the host touching shared memory, post-copy with
+# KVM_MEM_USERFAULT, then QEMU booting a guest on each backing
 # (bench/vmm.sh); their CSVs go to the run's output directory.
-# FAULT_IN_ARGS, CONVERT_ARGS, HOST_TOUCH_ARGS: extra arguments (e.g. "-s 2048 -v 2"); VMM_BENCH,
-# VMM_BACKINGS: bench/vmm.sh's.
+# FAULT_IN_ARGS, CONVERT_ARGS, HOST_TOUCH_ARGS, POSTCOPY_ARGS: extra arguments
+# (e.g. "-s 2048 -v 2"); VMM_BENCH, VMM_BACKINGS: bench/vmm.sh's.
 set -e
 echo "kernel: $(uname -r)"
 # perf finds KVM's tracepoints in tracefs.
@@ -20,6 +20,9 @@ echo
 echo
 # shellcheck disable=SC2086
 ./build/bench/host_touch -o /mnt/out/host_touch.csv ${HOST_TOUCH_ARGS:-}
+echo
+# shellcheck disable=SC2086
+./build/bench/postcopy -o /mnt/out/postcopy.csv ${POSTCOPY_ARGS:-}
 # VMM_BENCH=0 leaves the VMM rows out (CI's short run does).
 if [ "${VMM_BENCH:-1}" != 0 ]; then
 	echo

@@ -8,7 +8,7 @@ out=$top/build/bench-run
 dest=$top/results/$(date -u +%Y%m%dT%H%M%SZ)
 
 OUT=$out TIMEOUT=${TIMEOUT:-1800} "$top/scripts/vm-run.sh" \
-	"FAULT_IN_ARGS='${FAULT_IN_ARGS:-}' CONVERT_ARGS='${CONVERT_ARGS:-}' HOST_TOUCH_ARGS='${HOST_TOUCH_ARGS:-}' VMM_BENCH='${VMM_BENCH:-1}' VMM_BACKINGS='${VMM_BACKINGS:-}' sh bench/run.sh"
+	"FAULT_IN_ARGS='${FAULT_IN_ARGS:-}' CONVERT_ARGS='${CONVERT_ARGS:-}' HOST_TOUCH_ARGS='${HOST_TOUCH_ARGS:-}' POSTCOPY_ARGS='${POSTCOPY_ARGS:-}' VMM_BENCH='${VMM_BENCH:-1}' VMM_BACKINGS='${VMM_BACKINGS:-}' sh bench/run.sh"
 
 mkdir -p "$dest"
 cp "$out"/*.csv "$dest/"
@@ -30,6 +30,7 @@ fi
 	echo "fault_in_args=${FAULT_IN_ARGS:-}"
 	echo "convert_args=${CONVERT_ARGS:-}"
 	echo "host_touch_args=${HOST_TOUCH_ARGS:-}"
+	echo "postcopy_args=${POSTCOPY_ARGS:-}"
 	echo "note=times under emulation compare only as ratios within one run"
 } >"$dest/params.txt"
 # Plots of the run: faults per GiB, conversion latency, the nested guest.

@@ -569,14 +569,21 @@ TEST(bad_inputs)
 	TEST_ASSERT_EQ(pwrite(fd, (void *)PAGE_SIZE, PAGE_SIZE, 0), -1);
 	TEST_ASSERT_EQ(errno, EFAULT);
 
-	/* The flag on the live memslot; then its bitmap goes away. */
+	/* The flag on the live memslot: the first page exits... */
 	TEST_ASSERT_EQ(__set_region(vm, gmem | uf, size, mem, fd, 0, bitmap), 0);
-	free_bitmap(bitmap, npages);
-	vcpu->run->exit_reason = KVM_EXIT_UNKNOWN;
 	TEST_ASSERT_EQ(_vcpu_run(vcpu), -1);
 	TEST_ASSERT_EQ(errno, EFAULT);
-	TEST_ASSERT(vcpu->run->exit_reason != KVM_EXIT_MEMORY_FAULT,
-		    "an unreadable bitmap made a memory fault exit");
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_MEMORY_FAULT);
+	TEST_ASSERT_EQ(vcpu->run->memory_fault.flags,
+		       KVM_MEMORY_EXIT_FLAG_USERFAULT | KVM_MEMORY_EXIT_FLAG_PRIVATE);
+	TEST_ASSERT_EQ(vcpu->run->memory_fault.gpa, DATA_GPA);
+	TEST_ASSERT_EQ(vcpu->run->memory_fault.size, PAGE_SIZE);
+
+	/* ...then the bitmap goes away: EFAULT, and no memory fault exit. */
+	free_bitmap(bitmap, npages);
+	TEST_ASSERT_EQ(_vcpu_run(vcpu), -1);
+	TEST_ASSERT_EQ(errno, EFAULT);
+	TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_UNKNOWN);
 
 	kvm_vm_free(vm);
 	kvm_munmap(mem, size);
