@@ -24,7 +24,6 @@
  * fails the test, with its exit and fault counts and the kernel stack of
  * every thread, rather than hang it.
  */
-#include <dirent.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -338,31 +337,6 @@ static void read_vcpu_progress(struct kvm_vcpu *vcpu, u64 *values)
 
 	for (i = 0; i < NR_PROGRESS_STATS; i++)
 		kvm_get_stat(&vcpu->stats, vcpu_progress_stats[i], &values[i], 1);
-}
-
-/* Where in the kernel each thread of this process is, from /proc. */
-static void print_thread_stacks(void)
-{
-	char path[300], line[256];
-	struct dirent *task;
-	DIR *dir = opendir("/proc/self/task");
-	FILE *f;
-
-	if (!dir)
-		return;
-	while ((task = readdir(dir))) {
-		if (task->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/stack", task->d_name);
-		f = fopen(path, "r");
-		if (!f)
-			continue;
-		ksft_print_msg("thread %s:\n", task->d_name);
-		while (fgets(line, sizeof(line), f))
-			ksft_print_msg("  %s", line);
-		fclose(f);
-	}
-	closedir(dir);
 }
 
 /*

@@ -177,6 +177,7 @@ static void *vcpu_run_phase(void *arg)
 	u64 want = pc->private ? KVM_MEMORY_EXIT_FLAG_USERFAULT |
 				 KVM_MEMORY_EXIT_FLAG_PRIVATE :
 				 KVM_MEMORY_EXIT_FLAG_USERFAULT;
+	unsigned long other_exits = 0;
 	struct ucall uc;
 
 	for (;;) {
@@ -201,10 +202,17 @@ static void *vcpu_run_phase(void *arg)
 			receive_page(pc, (gpa - DATA_GPA) / PAGE_SIZE);
 			continue;
 		}
-		/* A fault that raced a conversion or an invalidation. */
+		/* A fault that raced an invalidation; a million in a row is a livelock. */
 		if (r && errno == EFAULT &&
-		    run->exit_reason == KVM_EXIT_MEMORY_FAULT)
+		    run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
+			other_exits++;
+			TEST_ASSERT(other_exits < 1000000,
+				    "%lu memory fault exits in a row at gpa %#llx, flags %#llx",
+				    other_exits, run->memory_fault.gpa,
+				    run->memory_fault.flags);
 			continue;
+		}
+		other_exits = 0;
 
 		TEST_ASSERT(!r, "KVM_RUN failed, errno %d, exit reason %u",
 			    errno, run->exit_reason);

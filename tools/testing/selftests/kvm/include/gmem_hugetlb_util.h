@@ -57,5 +57,6 @@ int vcpu_run_past_memory_faults(struct kvm_vcpu *vcpu);
 void assert_stage2_mappings(struct kvm_vm *vm, u64 nr_1g, u64 nr_2m, u64 nr_4k,
 			    bool at_least_4k);
 u64 count_uniform_runs(const u8 *values, u64 n);
+void print_thread_stacks(void);
 
 #endif /* SELFTEST_KVM_GMEM_HUGETLB_UTIL_H */

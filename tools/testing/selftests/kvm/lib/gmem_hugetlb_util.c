@@ -349,3 +349,28 @@ u64 count_uniform_runs(const u8 *values, u64 n)
 		runs += values[i] != values[i - 1];
 	return runs;
 }
+
+/* Where in the kernel each thread of this process is, from /proc. */
+void print_thread_stacks(void)
+{
+	char path[300], line[256];
+	struct dirent *task;
+	DIR *dir = opendir("/proc/self/task");
+	FILE *f;
+
+	if (!dir)
+		return;
+	while ((task = readdir(dir))) {
+		if (task->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/stack", task->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		ksft_print_msg("thread %s:\n", task->d_name);
+		while (fgets(line, sizeof(line), f))
+			ksft_print_msg("  %s", line);
+		fclose(f);
+	}
+	closedir(dir);
+}
