@@ -319,6 +319,8 @@ FIXTURE_SETUP(postcopy)
 	/* No THP: every huge stage-2 mapping in the stats is guest_memfd's. */
 	TEST_ASSERT_EQ(prctl(PR_SET_THP_DISABLE, 1, 0, 0, 0), 0);
 
+	/* The default, whatever a test that failed before left. */
+	set_userfault_huge_mappings(true);
 	read_hugetlb_pools(&self->pools_before);
 	self->page_size = 1ull << variant->page_shift;
 	pc->size = variant->size;
