@@ -159,35 +159,16 @@ static void *vcpu_run_passes(void *arg)
 	struct postcopy *pc = t->pc;
 	struct kvm_vcpu *vcpu = pc->vcpus[t->idx];
 	struct kvm_run *run = vcpu->run;
-	unsigned long other_exits = 0;
 	struct ucall uc;
 
 	while (__atomic_load_n(&pc->passes[t->idx], __ATOMIC_ACQUIRE) <
 	       __atomic_load_n(&pc->stop_after[t->idx], __ATOMIC_ACQUIRE)) {
-		int r = _vcpu_run(vcpu);
-
-		if (r && errno == EFAULT &&
-		    run->exit_reason == KVM_EXIT_MEMORY_FAULT &&
-		    (run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_USERFAULT)) {
+		if (vcpu_run_to_userfault(vcpu)) {
 			__atomic_fetch_add(&pc->exits, 1, __ATOMIC_RELAXED);
 			receive_page(pc, (run->memory_fault.gpa - DATA_GPA) /
 					 PAGE_SIZE);
-			other_exits = 0;
 			continue;
 		}
-		/* A fault that raced an invalidation; a million in a row is a livelock. */
-		if (r && errno == EFAULT &&
-		    run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
-			other_exits++;
-			TEST_ASSERT(other_exits < 1000000,
-				    "%lu memory fault exits in a row at gpa %#llx, flags %#llx",
-				    other_exits, run->memory_fault.gpa,
-				    run->memory_fault.flags);
-			continue;
-		}
-		other_exits = 0;
-		TEST_ASSERT(!r, "KVM_RUN failed, errno %d, exit reason %u",
-			    errno, run->exit_reason);
 		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
 		switch (get_ucall(vcpu, &uc)) {
 		case UCALL_SYNC:

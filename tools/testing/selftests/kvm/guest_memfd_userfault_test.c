@@ -177,15 +177,10 @@ static void *vcpu_run_phase(void *arg)
 	u64 want = pc->private ? KVM_MEMORY_EXIT_FLAG_USERFAULT |
 				 KVM_MEMORY_EXIT_FLAG_PRIVATE :
 				 KVM_MEMORY_EXIT_FLAG_USERFAULT;
-	unsigned long other_exits = 0;
 	struct ucall uc;
 
 	for (;;) {
-		int r = _vcpu_run(vcpu);
-
-		if (r && errno == EFAULT &&
-		    run->exit_reason == KVM_EXIT_MEMORY_FAULT &&
-		    (run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_USERFAULT)) {
+		if (vcpu_run_to_userfault(vcpu)) {
 			u64 gpa = run->memory_fault.gpa;
 
 			TEST_ASSERT(run->memory_fault.flags == want &&
@@ -202,20 +197,6 @@ static void *vcpu_run_phase(void *arg)
 			receive_page(pc, (gpa - DATA_GPA) / PAGE_SIZE);
 			continue;
 		}
-		/* A fault that raced an invalidation; a million in a row is a livelock. */
-		if (r && errno == EFAULT &&
-		    run->exit_reason == KVM_EXIT_MEMORY_FAULT) {
-			other_exits++;
-			TEST_ASSERT(other_exits < 1000000,
-				    "%lu memory fault exits in a row at gpa %#llx, flags %#llx",
-				    other_exits, run->memory_fault.gpa,
-				    run->memory_fault.flags);
-			continue;
-		}
-		other_exits = 0;
-
-		TEST_ASSERT(!r, "KVM_RUN failed, errno %d, exit reason %u",
-			    errno, run->exit_reason);
 		TEST_ASSERT_KVM_EXIT_REASON(vcpu, KVM_EXIT_IO);
 		switch (get_ucall(vcpu, &uc)) {
 		case UCALL_SYNC:

@@ -54,6 +54,7 @@ unsigned long hugetlb_pool_free_pages(unsigned int page_shift);
 int __gmem_create_huge(struct kvm_vm *vm, u64 size, u64 flags, u8 size_log2);
 
 int vcpu_run_past_memory_faults(struct kvm_vcpu *vcpu);
+bool vcpu_run_to_userfault(struct kvm_vcpu *vcpu);
 void assert_stage2_mappings(struct kvm_vm *vm, u64 nr_1g, u64 nr_2m, u64 nr_4k,
 			    bool at_least_4k);
 u64 count_uniform_runs(const u8 *values, u64 n);

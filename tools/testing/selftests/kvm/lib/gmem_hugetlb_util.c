@@ -295,6 +295,37 @@ int __gmem_create_huge(struct kvm_vm *vm, u64 size, u64 flags, u8 size_log2)
 	return __vm_ioctl(vm, KVM_CREATE_GUEST_MEMFD, &args);
 }
 
+static bool is_memory_fault(struct kvm_vcpu *vcpu, int r)
+{
+	return r && errno == EFAULT &&
+	       vcpu->run->exit_reason == KVM_EXIT_MEMORY_FAULT;
+}
+
+/*
+ * KVM_RUN, entered again after each KVM_EXIT_MEMORY_FAULT, but one for a page
+ * that has not arrived (KVM_MEMORY_EXIT_FLAG_USERFAULT) with @stop_at_userfault.
+ */
+static int __vcpu_run_past_memory_faults(struct kvm_vcpu *vcpu,
+					 bool stop_at_userfault)
+{
+	struct kvm_run *run = vcpu->run;
+	unsigned long exits = 0;
+	int r;
+
+	for (;;) {
+		r = _vcpu_run(vcpu);
+		if (!is_memory_fault(vcpu, r) ||
+		    (stop_at_userfault &&
+		     (run->memory_fault.flags & KVM_MEMORY_EXIT_FLAG_USERFAULT)))
+			return r;
+		exits++;
+		TEST_ASSERT(exits < 1000000,
+			    "%lu memory fault exits in a row, the last at gpa %#llx size %#llx flags %#llx",
+			    exits, run->memory_fault.gpa, run->memory_fault.size,
+			    run->memory_fault.flags);
+	}
+}
+
 /*
  * KVM_RUN, entered again after each KVM_EXIT_MEMORY_FAULT: a fault that raced
  * a conversion of guest_memfd exits that way, and the guest just retries.
@@ -304,20 +335,23 @@ int __gmem_create_huge(struct kvm_vm *vm, u64 size, u64 flags, u8 size_log2)
  */
 int vcpu_run_past_memory_faults(struct kvm_vcpu *vcpu)
 {
-	struct kvm_run *run = vcpu->run;
-	unsigned long exits = 0;
-	int r;
+	return __vcpu_run_past_memory_faults(vcpu, false);
+}
 
-	for (;;) {
-		r = _vcpu_run(vcpu);
-		if (!r || errno != EFAULT || run->exit_reason != KVM_EXIT_MEMORY_FAULT)
-			return r;
-		exits++;
-		TEST_ASSERT(exits < 1000000,
-			    "%lu memory fault exits in a row, the last at gpa %#llx size %#llx flags %#llx",
-			    exits, run->memory_fault.gpa, run->memory_fault.size,
-			    run->memory_fault.flags);
-	}
+/*
+ * vcpu_run_past_memory_faults() for post-copy: returns true at an exit for a
+ * page that has not arrived (its gpa in vcpu->run->memory_fault), false at
+ * any other exit, which must be a successful one.
+ */
+bool vcpu_run_to_userfault(struct kvm_vcpu *vcpu)
+{
+	int r = __vcpu_run_past_memory_faults(vcpu, true);
+
+	if (is_memory_fault(vcpu, r))
+		return true;
+	TEST_ASSERT(!r, "KVM_RUN failed, errno %d, exit reason %u", errno,
+		    vcpu->run->exit_reason);
+	return false;
 }
 
 /*
