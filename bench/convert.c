@@ -647,6 +647,38 @@ static void *toggle_vcpu_run(void *arg)
 }
 
 /*
+ * What the toggle bench's watchdog watches: make bench hung twice in this
+ * bench (4 vCPUs, multi-threaded TCG), without a word of where.
+ */
+struct toggle_watch {
+	struct kvm_vcpu **vcpus;
+	long conversions;	/* done so far, the first round's included */
+	int stage;		/* 0 faulting in, 1 converting, 2 stopping */
+};
+
+static u64 toggle_progress(void *arg)
+{
+	struct toggle_watch *w = arg;
+
+	return __atomic_load_n(&w->conversions, __ATOMIC_RELAXED) +
+	       __atomic_load_n(&w->stage, __ATOMIC_RELAXED);
+}
+
+static void toggle_report(void *arg)
+{
+	struct toggle_watch *w = arg;
+	int i;
+
+	ksft_print_msg("toggle: stage %d, %ld conversions\n", w->stage,
+		       w->conversions);
+	for (i = 0; i < toggle_vcpus; i++)
+		ksft_print_msg("vCPU %d: pf_taken %lu, pf_fixed %lu, exits %lu\n", i,
+			       vcpu_get_stat(w->vcpus[i], pf_taken),
+			       vcpu_get_stat(w->vcpus[i], pf_fixed),
+			       vcpu_get_stat(w->vcpus[i], exits));
+}
+
+/*
  * TOGGLE_PAGES 4K pages, 64 MiB apart in 1 GiB (a 1G page, 512 2M pages or
  * 262,144 4K ones), each read by one of toggle_vcpus vCPUs in a loop while
  * the host converts the pages to shared and back, one after the other, for
@@ -662,6 +694,11 @@ static void bench_toggle(const struct backing *b)
 	u64 spacing = SZ_1G / TOGGLE_PAGES, first = 5 * PAGE_SIZE;
 	struct kvm_vcpu *vcpus[TOGGLE_MAX_VCPUS];
 	pthread_t threads[TOGGLE_MAX_VCPUS];
+	struct toggle_watch watch = { .vcpus = vcpus };
+	struct progress_watchdog dog = {
+		.what = "toggling", .progress = toggle_progress,
+		.report = toggle_report, .arg = &watch, .seconds = 60,
+	};
 	static double baseline_rate;
 	struct kvm_vm *vm;
 	double start, t;
@@ -687,6 +724,7 @@ static void bench_toggle(const struct backing *b)
 		vcpu_args_set(vcpus[i], 1, i);
 	}
 	sync_global_to_guest(vm, toggle_cmds);
+	progress_watchdog_start(&dog);
 	for (i = 0; i < toggle_vcpus; i++) {
 		vcpu_run_to_sync(vcpus[i]);
 		pthread_create(&threads[i], NULL, toggle_vcpu_run, vcpus[i]);
@@ -696,9 +734,12 @@ static void bench_toggle(const struct backing *b)
 	 * One round of every page first: the steady state is what is measured,
 	 * not the first split of each huge page (merges are deferred).
 	 */
-	for (nr = 0; nr < 2 * TOGGLE_PAGES; nr++)
+	__atomic_store_n(&watch.stage, 1, __ATOMIC_RELAXED);
+	for (nr = 0; nr < 2 * TOGGLE_PAGES; nr++) {
 		convert_fd(fd, first + (nr / 2 % TOGGLE_PAGES) * spacing,
 			   PAGE_SIZE, nr % 2 ? PRIVATE : 0);
+		__atomic_add_fetch(&watch.conversions, 1, __ATOMIC_RELAXED);
+	}
 	nr = 0;
 
 	for (i = 0; i < toggle_vcpus; i++)
@@ -708,8 +749,10 @@ static void bench_toggle(const struct backing *b)
 		convert_fd(fd, first + (nr / 2 % TOGGLE_PAGES) * spacing,
 			   PAGE_SIZE, nr % 2 ? PRIVATE : 0);
 		nr++;
+		__atomic_add_fetch(&watch.conversions, 1, __ATOMIC_RELAXED);
 	} while (nr % CLOCK_EVERY || now() - start < 2.0);
 	t = now() - start;
+	__atomic_store_n(&watch.stage, 2, __ATOMIC_RELAXED);
 
 	for (i = 0; i < toggle_vcpus; i++) {
 		struct guest_cmd *c = addr_gva2hva(vm, (gva_t)&toggle_cmds[i]);
@@ -720,6 +763,7 @@ static void bench_toggle(const struct backing *b)
 		pthread_join(threads[i], NULL);
 		faults += vcpu_get_stat(vcpus[i], pf_fixed);
 	}
+	progress_watchdog_stop(&dog);
 	kvm_vm_free(vm);
 	close(fd);
 

@@ -97,7 +97,6 @@ struct postcopy {
 	u64 stop_after[MAX_VCPUS];	/* run until this many passes */
 	struct point base;	/* the VM's own, before post-copy */
 	double start;
-	bool done;		/* stops the watchdog */
 };
 
 static double now(void)
@@ -186,8 +185,9 @@ static void *vcpu_run_passes(void *arg)
 }
 
 /* The sum of what moves while post-copy makes progress. */
-static u64 progress(struct postcopy *pc)
+static u64 progress(void *arg)
 {
+	struct postcopy *pc = arg;
 	u64 sum = __atomic_load_n(&pc->received, __ATOMIC_RELAXED) +
 		  __atomic_load_n(&pc->exits, __ATOMIC_RELAXED);
 	int i;
@@ -197,37 +197,19 @@ static u64 progress(struct postcopy *pc)
 	return sum;
 }
 
-/*
- * A row that stops making progress for a minute fails the bench, with where
- * each thread is in the kernel and the vCPUs' KVM statistics, rather than hang
- * it until make bench's timeout.
- */
-static void *watchdog(void *arg)
+/* What the watchdog prints when post-copy stops making progress. */
+static void report(void *arg)
 {
 	struct postcopy *pc = arg;
-	u64 last = progress(pc);
-	int still = 0, i;
+	int i;
 
-	while (!__atomic_load_n(&pc->done, __ATOMIC_ACQUIRE)) {
-		sleep(1);
-		if (progress(pc) != last) {
-			last = progress(pc);
-			still = 0;
-			continue;
-		}
-		if (++still < 60)
-			continue;
-		for (i = 0; i < nr_vcpus; i++)
-			ksft_print_msg("vCPU %d: pf_taken %lu, exits %lu, passes %lu\n", i,
-				       vcpu_get_stat(pc->vcpus[i], pf_taken),
-				       vcpu_get_stat(pc->vcpus[i], exits),
-				       pc->passes[i]);
-		ksft_print_msg("received %lu of %lu, userfault exits %lu\n",
-			       pc->received, pc->npages, pc->exits);
-		print_thread_stacks();
-		TEST_FAIL("post-copy made no progress for 60 s");
-	}
-	return NULL;
+	for (i = 0; i < nr_vcpus; i++)
+		ksft_print_msg("vCPU %d: pf_taken %lu, exits %lu, passes %lu\n", i,
+			       vcpu_get_stat(pc->vcpus[i], pf_taken),
+			       vcpu_get_stat(pc->vcpus[i], exits),
+			       pc->passes[i]);
+	ksft_print_msg("received %lu of %lu, userfault exits %lu\n",
+		       pc->received, pc->npages, pc->exits);
 }
 
 static void start_vcpus(struct postcopy *pc, struct vcpu_thread *t, u64 passes)
@@ -267,7 +249,15 @@ static void measure(const struct backing *b, u64 size, unsigned int seed,
 	struct vcpu_thread threads[MAX_VCPUS];
 	struct hugetlb_pools pools;
 	struct postcopy pc = {};
-	pthread_t dog;
+	/*
+	 * A row that stops making progress for a minute fails the bench, with
+	 * where each thread is in the kernel and the vCPUs' KVM statistics,
+	 * rather than hang it until make bench's timeout.
+	 */
+	struct progress_watchdog dog = {
+		.what = "post-copy", .progress = progress, .report = report,
+		.arg = &pc, .seconds = 60,
+	};
 	struct point *p;
 	int next = 0;
 	void *mem;
@@ -319,7 +309,7 @@ static void measure(const struct backing *b, u64 size, unsigned int seed,
 	huge_mappings = set_userfault_huge_mappings(b->huge_mappings);
 	pc.start = now();
 	snapshot(&pc, &pc.base);
-	pthread_create(&dog, NULL, watchdog, &pc);
+	progress_watchdog_start(&dog);
 	start_vcpus(&pc, threads, -1ull >> 1);
 
 	/* The receiver: this thread. */
@@ -337,8 +327,7 @@ static void measure(const struct backing *b, u64 size, unsigned int seed,
 				 __ATOMIC_RELEASE);
 	join_vcpus(threads);
 	snapshot(&pc, &row->points[NR_POINTS - 1]);
-	__atomic_store_n(&pc.done, true, __ATOMIC_RELEASE);
-	pthread_join(dog, NULL);
+	progress_watchdog_stop(&dog);
 
 	set_userfault_huge_mappings(huge_mappings);
 

@@ -6,6 +6,8 @@
 #ifndef SELFTEST_KVM_GMEM_HUGETLB_UTIL_H
 #define SELFTEST_KVM_GMEM_HUGETLB_UTIL_H
 
+#include <pthread.h>
+
 #include "kvm_util.h"
 
 /*
@@ -59,5 +61,19 @@ void assert_stage2_mappings(struct kvm_vm *vm, u64 nr_1g, u64 nr_2m, u64 nr_4k,
 			    bool at_least_4k);
 u64 count_uniform_runs(const u8 *values, u64 n);
 void print_thread_stacks(void);
+
+/* Fails the program when progress(arg) stays the same for seconds. */
+struct progress_watchdog {
+	const char *what;
+	u64 (*progress)(void *arg);
+	void (*report)(void *arg);	/* what to print first, or NULL */
+	void *arg;
+	int seconds;
+	bool done;
+	pthread_t thread;
+};
+
+void progress_watchdog_start(struct progress_watchdog *w);
+void progress_watchdog_stop(struct progress_watchdog *w);
 
 #endif /* SELFTEST_KVM_GMEM_HUGETLB_UTIL_H */

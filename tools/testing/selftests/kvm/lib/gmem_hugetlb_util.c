@@ -408,3 +408,51 @@ void print_thread_stacks(void)
 	}
 	closedir(dir);
 }
+
+static void *progress_watchdog_run(void *arg)
+{
+	struct progress_watchdog *w = arg;
+	u64 last = w->progress(w->arg);
+	int still = 0;
+
+	while (!__atomic_load_n(&w->done, __ATOMIC_ACQUIRE)) {
+		u64 now;
+
+		sleep(1);
+		now = w->progress(w->arg);
+		if (now != last) {
+			last = now;
+			still = 0;
+			continue;
+		}
+		if (++still < w->seconds)
+			continue;
+		if (w->report)
+			w->report(w->arg);
+		print_thread_stacks();
+		TEST_FAIL("%s made no progress for %d s", w->what, w->seconds);
+	}
+	return NULL;
+}
+
+/**
+ * progress_watchdog_start() - Fail the program if a long run stops moving.
+ * @w: what to watch: @w->progress(@w->arg) is sampled each second; when it has
+ *     not changed for @w->seconds, @w->report(@w->arg) (if any) and every
+ *     thread's kernel stack are printed, and the program fails.
+ *
+ * For benchmarks and tests whose run has no natural bound: a hang says where
+ * it is, instead of running into the harness's timeout without a word.
+ */
+void progress_watchdog_start(struct progress_watchdog *w)
+{
+	w->done = false;
+	pthread_create(&w->thread, NULL, progress_watchdog_run, w);
+}
+
+/* progress_watchdog_stop() - End @w's watch (the run finished). */
+void progress_watchdog_stop(struct progress_watchdog *w)
+{
+	__atomic_store_n(&w->done, true, __ATOMIC_RELEASE);
+	pthread_join(w->thread, NULL);
+}
