@@ -65,7 +65,6 @@ struct hstate *gmem_hugetlb_hstate(unsigned int size_log2)
 		return NULL;
 	return hstate_sizelog(size_log2);
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_hstate);
 
 /**
  * gmem_hugetlb_supported_sizes() - The page sizes a guest_memfd can use.

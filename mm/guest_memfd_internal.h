@@ -7,7 +7,9 @@
 #define __MM_GUEST_MEMFD_INTERNAL_H
 
 #include <linux/bug.h>
+#include <linux/nodemask_types.h>
 #include <linux/xarray.h>
+#include <kunit/visibility.h>
 
 struct hstate;
 struct hugepage_subpool;
@@ -26,6 +28,14 @@ struct gmem_hugetlb {
 	 */
 	struct xarray split;
 };
+
+struct hstate *gmem_hugetlb_hstate(unsigned int size_log2);
+
+#if IS_ENABLED(CONFIG_KUNIT)
+/* For the KUnit suites: one huge page of the file's reservation. */
+struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh, int nid,
+				       nodemask_t *nodemask);
+#endif
 
 /* guest_memfd_split.keep_hvo_on_split: see mm/guest_memfd_split.c. */
 extern bool gmem_keep_hvo_on_split;

@@ -46,14 +46,14 @@
  * locked, with one reference, from its caller; a merge freezes every piece,
  * and fails with -EAGAIN if any is referenced beyond the page cache.
  */
-#include <linux/dax.h>
+#include <linux/dax.h>		/* for mm/internal.h */
 #include <linux/fault-inject.h>
 #include <linux/guest_memfd.h>
 #include <linux/hugetlb.h>
 #include <linux/kvm_types.h>
 #include <linux/mm.h>
 #include <linux/pagemap.h>
-#include <linux/shmem_fs.h>
+#include <linux/shmem_fs.h>	/* for mm/internal.h */
 #include <linux/slab.h>
 #include <linux/srcu.h>
 #include <linux/workqueue.h>
@@ -665,13 +665,13 @@ static int gmem_split_piece_vmemmap(struct gmem_hugetlb *gh, struct folio *folio
 
 /*
  * Before a split of the hugetlb folio @folio into pieces of @new_order that
- * keep HVO (but those @fine names): allocate their struct pages into
+ * keep HVO (but those @mixed_blocks names): allocate their struct pages into
  * @vmemmap_pages and list them for memory failure, which must not see them
  * before they are pieces (the caller holds gmem_vmemmap_mutex until then).
  */
 static int gmem_prepare_split_hvo(struct gmem_split_record *rec,
 				  struct folio *folio, unsigned int new_order,
-				  const unsigned long *fine,
+				  const unsigned long *mixed_blocks,
 				  struct list_head *vmemmap_pages)
 {
 	unsigned int order = folio_order(folio), nr = 1U << (order - new_order);
@@ -679,7 +679,7 @@ static int gmem_prepare_split_hvo(struct gmem_split_record *rec,
 
 	lockdep_assert_held(&gmem_vmemmap_mutex);
 	r = hugetlb_vmemmap_prepare_split_pages(&folio->page, order, new_order,
-						fine, vmemmap_pages);
+						mixed_blocks, vmemmap_pages);
 	if (r)
 		return r;
 	r = gmem_set_hvo_piece(rec, &folio->page, order);
@@ -689,13 +689,13 @@ static int gmem_prepare_split_hvo(struct gmem_split_record *rec,
 	}
 	rec->hvo_order = new_order;
 	bitmap_fill(rec->hvo_pieces, nr);
-	if (fine) {
-		bitmap_andnot(rec->hvo_pieces, rec->hvo_pieces, fine, nr);
-		bitmap_copy(rec->hvo_undone, fine, nr);
+	if (mixed_blocks) {
+		bitmap_andnot(rec->hvo_pieces, rec->hvo_pieces, mixed_blocks, nr);
+		bitmap_copy(rec->hvo_undone, mixed_blocks, nr);
 	}
 	rec->vmemmap_pages = nr - 1;
-	if (fine)
-		rec->vmemmap_pages += bitmap_weight(fine, nr) *
+	if (mixed_blocks)
+		rec->vmemmap_pages += bitmap_weight(mixed_blocks, nr) *
 				      gmem_hvo_saved_pages(new_order);
 	return 0;
 }
@@ -707,8 +707,9 @@ static int gmem_prepare_split_hvo(struct gmem_split_record *rec,
  *	   a whole huge page (a hugetlb folio) or a piece of a split one.
  * @new_order: the order of the pieces: smaller than @folio's, or equal to it
  *	       to turn a hugetlb folio into an ordinary one the host can map.
- * @fine: NULL, or a bitmap of the pieces that are to be split further, into
- *	  4K folios, in the same step, so that nobody sees them in between.
+ * @mixed_blocks: NULL, or a bitmap of the pieces whose shareability is mixed:
+ *		  they are split further, into 4K folios, in the same step, so
+ *		  that nobody sees them in between.
  *
  * @folio must not be mapped into userspace (its host mappings zapped). A
  * hugetlb folio has its vmemmap restored first, which is the memory the split
@@ -721,7 +722,7 @@ static int gmem_prepare_split_hvo(struct gmem_split_record *rec,
  * poisoned) or -EINVAL: @folio is as it was, locked and referenced.
  */
 int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
-		       unsigned int new_order, const unsigned long *fine)
+		       unsigned int new_order, const unsigned long *mixed_blocks)
 {
 	struct address_space *mapping = folio->mapping;
 	unsigned int order = folio_order(folio);
@@ -747,9 +748,10 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	 * other split writes all the struct pages, so a whole piece that kept
 	 * HVO has it restored first (below).
 	 */
-	keep_hvo = hugetlb && new_order == order && (!fine || !test_bit(0, fine)) &&
+	keep_hvo = hugetlb && new_order == order &&
+		   (!mixed_blocks || !test_bit(0, mixed_blocks)) &&
 		   folio_test_hugetlb_vmemmap_optimized(folio);
-	/* A 1G page split into 2M pieces keeps HVO for them, but @fine's. */
+	/* A 1G page split into 2M pieces keeps HVO for them, but mixed ones. */
 	split_hvo = hugetlb && new_order < order &&
 		    READ_ONCE(gmem_keep_hvo_on_split) &&
 		    (1UL << (order - new_order)) <= GMEM_HVO_MAX_PIECES &&
@@ -770,8 +772,8 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 
 	r = gmem_xa_presplit(mapping, folio, index, folio_next_index(folio),
 			     new_order);
-	for (i = 0; !r && fine && new_order && i < (1UL << (order - new_order)); i++) {
-		if (test_bit(i, fine))
+	for (i = 0; !r && mixed_blocks && new_order && i < (1UL << (order - new_order)); i++) {
+		if (test_bit(i, mixed_blocks))
 			r = gmem_xa_presplit(mapping, folio, index + (i << new_order),
 					     index + ((i + 1) << new_order), 0);
 	}
@@ -788,7 +790,7 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	if (keep_hvo || split_hvo)
 		mutex_lock(&gmem_vmemmap_mutex);
 	if (split_hvo) {
-		r = gmem_prepare_split_hvo(rec, folio, new_order, fine,
+		r = gmem_prepare_split_hvo(rec, folio, new_order, mixed_blocks,
 					   &vmemmap_pages);
 		if (r == -EOPNOTSUPP) {
 			/* HVO is off for 2M folios: restore it all. */
@@ -859,10 +861,10 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	/* The point of no return. */
 	if (split_hvo) {
 		rec->hugetlb_flags &= ~BIT(HPG_vmemmap_optimized);
-		hugetlb_vmemmap_split_pages(&folio->page, order, new_order, fine,
+		hugetlb_vmemmap_split_pages(&folio->page, order, new_order, mixed_blocks,
 					    &vmemmap_pages);
 		for (i = 0; i < (1UL << order); i += 1UL << new_order) {
-			hvo = !fine || !test_bit(i >> new_order, fine);
+			hvo = !mixed_blocks || !test_bit(i >> new_order, mixed_blocks);
 			gmem_reset_pages(&folio->page + i,
 					 gmem_writable_struct_pages(new_order, hvo));
 		}
@@ -874,7 +876,7 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 		struct page *piece = &folio->page + i;
 		unsigned long j;
 
-		if (!fine || !new_order || !test_bit(i >> new_order, fine)) {
+		if (!mixed_blocks || !new_order || !test_bit(i >> new_order, mixed_blocks)) {
 			/* A hugetlb folio with poison is not split (above). */
 			gmem_prep_folio(piece, new_order, mapping, index + i,
 					keep_hvo || split_hvo, !hugetlb &&

@@ -8,7 +8,6 @@
 #define _LINUX_GUEST_MEMFD_H
 
 #include <linux/err.h>
-#include <linux/nodemask_types.h>
 #include <linux/page-flags.h>
 #include <linux/types.h>
 
@@ -21,7 +20,6 @@ struct mempolicy;
 struct gmem_hugetlb;
 
 #ifdef CONFIG_GUEST_MEMFD_HUGETLB
-struct hstate *gmem_hugetlb_hstate(unsigned int size_log2);
 u64 gmem_hugetlb_supported_sizes(void);
 struct gmem_hugetlb *gmem_hugetlb_create(unsigned int size_log2, loff_t size);
 void gmem_hugetlb_destroy(struct gmem_hugetlb *gh);
@@ -32,7 +30,7 @@ struct folio *gmem_hugetlb_get_folio(struct gmem_hugetlb *gh,
 
 /* The split/merge engine, mm/guest_memfd_split.c. */
 int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
-		       unsigned int new_order, const unsigned long *fine);
+		       unsigned int new_order, const unsigned long *mixed_blocks);
 int gmem_hugetlb_merge(struct gmem_hugetlb *gh, struct address_space *mapping,
 		       pgoff_t index, unsigned int order);
 int gmem_hugetlb_join(struct gmem_hugetlb *gh, struct address_space *mapping,
@@ -58,16 +56,7 @@ bool gmem_hugetlb_folio_hwpoisoned(struct folio *folio);
 int gmem_hugetlb_restore_vmemmap(struct folio *folio);
 int gmem_hugetlb_lock_struct_page(struct page *page);
 void gmem_hugetlb_unlock_struct_page(void);
-#if IS_ENABLED(CONFIG_KUNIT)
-struct folio *gmem_hugetlb_alloc_folio(struct gmem_hugetlb *gh, int nid,
-				       nodemask_t *nodemask);
-#endif
 #else
-static inline struct hstate *gmem_hugetlb_hstate(unsigned int size_log2)
-{
-	return NULL;
-}
-
 static inline u64 gmem_hugetlb_supported_sizes(void)
 {
 	return 0;
@@ -98,7 +87,7 @@ static inline struct folio *gmem_hugetlb_get_folio(struct gmem_hugetlb *gh,
 
 static inline int gmem_hugetlb_split(struct gmem_hugetlb *gh,
 				     struct folio *folio, unsigned int new_order,
-				     const unsigned long *fine)
+				     const unsigned long *mixed_blocks)
 {
 	return -EINVAL;
 }

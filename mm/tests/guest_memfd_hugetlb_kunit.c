@@ -9,6 +9,8 @@
 #include <linux/highmem.h>
 #include <linux/hugetlb.h>
 
+#include "../guest_memfd_internal.h"
+
 MODULE_IMPORT_NS("EXPORTED_FOR_KUNIT_TESTING");
 
 /* Every bit of the supported mask names a pool of exactly that size. */

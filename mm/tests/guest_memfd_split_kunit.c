@@ -165,7 +165,7 @@ static void expect_orders(struct kunit *test, struct split_test *t,
 }
 
 static int split_at(struct split_test *t, pgoff_t index, unsigned int order,
-		    const unsigned long *fine)
+		    const unsigned long *mixed_blocks)
 {
 	struct folio *folio;
 	int r;
@@ -176,7 +176,7 @@ static int split_at(struct split_test *t, pgoff_t index, unsigned int order,
 		filemap_invalidate_unlock(t->mapping);
 		return PTR_ERR(folio);
 	}
-	r = gmem_hugetlb_split(t->gh, folio, order, fine);
+	r = gmem_hugetlb_split(t->gh, folio, order, mixed_blocks);
 	if (r) {
 		folio_unlock(folio);
 		folio_put(folio);
@@ -219,7 +219,7 @@ static unsigned long split_vmemmap_bytes(struct split_test *t)
  */
 static void gmem_split_every_granularity(struct kunit *test)
 {
-	DECLARE_BITMAP(fine, 512) = {};
+	DECLARE_BITMAP(mixed_blocks, 512) = {};
 	struct split_test t;
 	unsigned long vmemmap_bytes;
 	char expected[64];
@@ -232,8 +232,8 @@ static void gmem_split_every_granularity(struct kunit *test)
 	KUNIT_EXPECT_TRUE(test, whole_and_optimized(&t));
 
 	/* The block holding page 1000 of a 1G page; the only one of a 2M. */
-	__set_bit(one_g ? 1000 >> 9 : 0, fine);
-	KUNIT_ASSERT_EQ(test, split_at(&t, 0, 9, fine), 0);
+	__set_bit(one_g ? 1000 >> 9 : 0, mixed_blocks);
+	KUNIT_ASSERT_EQ(test, split_at(&t, 0, 9, mixed_blocks), 0);
 	expect_orders(test, &t, one_g ? "9:511 0:512 " : "0:512 ");
 	KUNIT_EXPECT_TRUE(test, gmem_hugetlb_is_split(t.gh, 0));
 	KUNIT_EXPECT_EQ(test, gmem_hugetlb_split_stats(t.gh, &vmemmap_bytes), 1);
