@@ -12,9 +12,12 @@ git -C "$src" worktree remove --force "$wt" 2>/dev/null || rm -rf "$wt"
 git -C "$src" worktree prune
 git -C "$src" worktree add -q --detach "$wt" v7.3
 trap 'git -C "$src" worktree remove --force "$wt"' EXIT
-n=$(find "$series" -name '*.patch' | wc -l)
+# The cover letter (0000-cover-letter.patch) has no diff: git am skips it.
+patches=$(find "$series" -name '*.patch' ! -name '0000-cover-letter.patch' | sort)
+n=$(printf '%s' "$patches" | grep -c . || true)
 if [ "$n" -gt 0 ]; then
-	git -C "$wt" -c user.name=check -c user.email=check@localhost am -q "$series"/*.patch
+	# shellcheck disable=SC2086
+	git -C "$wt" -c user.name=check -c user.email=check@localhost am -q $patches
 fi
 if [ "$(git -C "$wt" rev-parse 'HEAD^{tree}')" != "$(git -C "$src" rev-parse 'overlay^{tree}')" ]; then
 	echo "series: git am of $series gives a different tree than the overlay" >&2

@@ -14,6 +14,7 @@ perl "$cp" --no-tree --strict --terse -f $files || rc=1
 cd "$top/build/linux-7.3"
 for p in "$top"/build/series/*.patch; do
 	[ -f "$p" ] || continue
+	case "$p" in */0000-cover-letter.patch) continue ;; esac
 	perl "$cp" --no-tree --strict --terse "$p" || rc=1
 done
 exit $rc

@@ -121,6 +121,16 @@ if [ "$mode" = series ]; then
 	out=${2:?usage: overlay.sh series DIR}
 	rm -rf "$out"
 	mkdir -p "$out"
-	git_tree format-patch -q --no-signature -o "$out" v7.3..overlay
-	echo "overlay: $(ls "$out" | wc -l) patches in $out against v7.3"
+	git_tree format-patch -q --no-signature --cover-letter -o "$out" v7.3..overlay
+	# The cover letter's subject and blurb: patches/cover-letter (its first
+	# line, then the rest), below format-patch's shortlog and diffstat.
+	cover=$out/0000-cover-letter.patch
+	[ -f patches/cover-letter ] || die "patches/cover-letter is missing"
+	subject=$(head -n 1 patches/cover-letter)
+	tail -n +3 patches/cover-letter >"$work/blurb"
+	awk -v subject="$subject" -v blurb="$work/blurb" '
+		/\*\*\* SUBJECT HERE \*\*\*/ { sub(/\*\*\* SUBJECT HERE \*\*\*/, subject) }
+		/^\*\*\* BLURB HERE \*\*\*$/ { while ((getline l < blurb) > 0) print l; next }
+		{ print }' "$cover" >"$work/cover" && mv "$work/cover" "$cover"
+	echo "overlay: a cover letter and $(($(ls "$out" | wc -l) - 1)) patches in $out against v7.3"
 fi
