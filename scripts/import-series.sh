@@ -20,7 +20,7 @@ commits=$(git_tree rev-list --reverse v7.3..HEAD)
 [ -n "$commits" ] || { echo "import: no commits on top of v7.3" >&2; exit 1; }
 
 # Our files: added by the series, under the overlay directories.
-ours=$(git_tree diff --name-only --diff-filter=A v7.3 HEAD -- "${OVERLAY_DIRS[@]}")
+ours=$(git_tree diff --name-only --no-renames --diff-filter=A v7.3 HEAD -- "${OVERLAY_DIRS[@]}")
 for f in $ours; do
 	mkdir -p "$top/$(dirname "$f")"
 	git_tree show "HEAD:$f" >"$top/$f"
@@ -38,7 +38,7 @@ for c in $commits; do
 	n=$((n + 1))
 	name=$(git_tree log -1 --format=%f "$c")
 	file=$(printf '%04d-%s' "$n" "$(printf '%s' "$name" | cut -c1-60 | sed 's/[.-]*$//')").patch
-	added=$(git_tree diff --name-only --diff-filter=A "$c~1" "$c" -- "${OVERLAY_DIRS[@]}" |
+	added=$(git_tree diff --name-only --no-renames --diff-filter=A "$c~1" "$c" -- "${OVERLAY_DIRS[@]}" |
 		while read -r f; do
 			# Not grep -q in a pipe: under pipefail, printf's SIGPIPE
 			# when grep exits early would drop the claim.

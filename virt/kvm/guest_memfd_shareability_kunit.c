@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0-only
 /*
- * KUnit tests for guest_memfd's shareability ranges ("Shareability" in
- * guest_memfd.c): the ranges an update leaves, checked against a bitmap of
- * the attributes every page must have, and the uniform order KVM may map an
- * index at.  Included by guest_memfd.c, whose helpers are static.
+ * KUnit tests for guest_memfd's shareability ranges
+ * (guest_memfd_shareability.c): the ranges an update leaves, checked against
+ * a bitmap of the attributes every page must have, and the uniform order KVM
+ * may map an index at.
  *
  * After every update the ranges must cover the file exactly, in order, with
  * no two neighbours holding the same attributes, and their count must be the
@@ -11,45 +11,40 @@
  */
 #include <kunit/test.h>
 #include <linux/bitmap.h>
+#include <linux/kvm.h>
 #include <linux/prandom.h>
+#include <linux/rwsem.h>
+
+#include "guest_memfd_shareability.h"
 
 #define SHARED	0UL
 #define PRIVATE	KVM_MEMORY_ATTRIBUTE_PRIVATE
 
 struct range_test {
-	struct gmem_inode *gi;
-	struct inode *inode;
+	struct gmem_shareability sh;
+	struct rw_semaphore update_lock;	/* as a file's invalidate lock */
 	pgoff_t nr;
 	unsigned long *private;	/* the model: a set bit is a private page */
 };
 
 static void range_test_init(struct kunit *test, struct range_test *t,
-			    pgoff_t nr, u64 flags)
+			    pgoff_t nr, unsigned long attrs)
 {
-	t->gi = kunit_kzalloc(test, sizeof(*t->gi), GFP_KERNEL);
-	KUNIT_ASSERT_NOT_NULL(test, t->gi);
 	t->private = kunit_kcalloc(test, BITS_TO_LONGS(nr), sizeof(long),
 				   GFP_KERNEL);
 	KUNIT_ASSERT_NOT_NULL(test, t->private);
-
-	rwlock_init(&t->gi->shareability.lock);
-	t->gi->shareability.ranges = RB_ROOT;
-	t->inode = &t->gi->vfs_inode;
-	t->inode->i_size = (loff_t)nr << PAGE_SHIFT;
-	/* Updates assert the invalidate lock, as conversions hold it. */
-	address_space_init_once(&t->inode->i_data);
-	init_rwsem(&t->inode->i_data.invalidate_lock);
-	t->inode->i_mapping = &t->inode->i_data;
+	init_rwsem(&t->update_lock);
 	t->nr = nr;
 
-	KUNIT_ASSERT_EQ(test, kvm_gmem_init_shareability(t->inode, flags), 0);
-	if (!(flags & GUEST_MEMFD_FLAG_INIT_SHARED))
+	KUNIT_ASSERT_EQ(test, gmem_shareability_init(&t->sh, nr, attrs,
+						     &t->update_lock), 0);
+	if (attrs == PRIVATE)
 		bitmap_set(t->private, 0, nr);
 }
 
 static void range_test_exit(struct range_test *t)
 {
-	kvm_gmem_destroy_shareability(&t->gi->shareability);
+	gmem_shareability_destroy(&t->sh);
 }
 
 static unsigned long model_attrs(struct range_test *t, pgoff_t index)
@@ -57,7 +52,7 @@ static unsigned long model_attrs(struct range_test *t, pgoff_t index)
 	return test_bit(index, t->private) ? PRIVATE : SHARED;
 }
 
-/* The order kvm_gmem_uniform_order() must find, from the model. */
+/* The order gmem_shareability_uniform_order() must find, from the model. */
 static int model_uniform_order(struct range_test *t, pgoff_t index, int order)
 {
 	for (; order > 0; order--) {
@@ -75,7 +70,7 @@ static int model_uniform_order(struct range_test *t, pgoff_t index, int order)
 /* The ranges match the model, and are as few as the model allows. */
 static void expect_ranges(struct kunit *test, struct range_test *t)
 {
-	struct gmem_shareability *sh = &t->gi->shareability;
+	struct gmem_shareability *sh = &t->sh;
 	unsigned long count = 0, runs = 0;
 	struct gmem_range *r, *prev = NULL;
 	pgoff_t i;
@@ -110,9 +105,9 @@ static void expect_ranges(struct kunit *test, struct range_test *t)
 static void expect_lookups(struct kunit *test, struct range_test *t,
 			   pgoff_t index)
 {
-	KUNIT_EXPECT_EQ(test, kvm_gmem_get_attributes(t->inode, index),
+	KUNIT_EXPECT_EQ(test, gmem_shareability_get(&t->sh, index, NULL),
 			model_attrs(t, index));
-	KUNIT_EXPECT_EQ(test, kvm_gmem_uniform_order(t->inode, index, 9),
+	KUNIT_EXPECT_EQ(test, gmem_shareability_uniform_order(&t->sh, index, 9),
 			model_uniform_order(t, index, 9));
 }
 
@@ -124,12 +119,12 @@ static void set_attrs(struct kunit *test, struct range_test *t, pgoff_t start,
 	bool has;
 	int r;
 
-	filemap_invalidate_lock(t->inode->i_mapping);
-	r = kvm_gmem_prepare_attributes(t->inode, &u, start, end, attrs);
+	down_write(&t->update_lock);
+	r = gmem_shareability_prepare(&t->sh, &u, start, end, attrs);
 	if (!r)
-		kvm_gmem_apply_attributes(t->inode, &u);
-	has = !r && kvm_gmem_range_has_attributes(t->inode, start, end, attrs);
-	filemap_invalidate_unlock(t->inode->i_mapping);
+		gmem_shareability_apply(&t->sh, &u);
+	has = !r && gmem_shareability_range_has(&t->sh, start, end, attrs);
+	up_write(&t->update_lock);
 	KUNIT_ASSERT_EQ(test, r, 0);
 
 	if (attrs == PRIVATE)
@@ -145,32 +140,34 @@ static void gmem_range_whole_file(struct kunit *test)
 {
 	struct range_test t;
 
-	range_test_init(test, &t, 1024, 0);
+	range_test_init(test, &t, 1024, PRIVATE);
 	expect_ranges(test, &t);
 	set_attrs(test, &t, 0, 1024, SHARED);
-	KUNIT_EXPECT_EQ(test, t.gi->shareability.nr_ranges, 1);
+	KUNIT_EXPECT_EQ(test, t.sh.nr_ranges, 1);
 	set_attrs(test, &t, 0, 1024, PRIVATE);
-	KUNIT_EXPECT_EQ(test, t.gi->shareability.nr_ranges, 1);
+	KUNIT_EXPECT_EQ(test, t.sh.nr_ranges, 1);
 	expect_lookups(test, &t, 0);
 	expect_lookups(test, &t, 1023);
 	range_test_exit(&t);
 
 	/* A file created shared starts as one shared range. */
-	range_test_init(test, &t, 1024, GUEST_MEMFD_FLAG_INIT_SHARED);
+	range_test_init(test, &t, 1024, SHARED);
 	expect_ranges(test, &t);
-	KUNIT_EXPECT_EQ(test, kvm_gmem_get_attributes(t.inode, 512), 0);
+	KUNIT_EXPECT_EQ(test, gmem_shareability_get(&t.sh, 512, NULL), 0);
 	range_test_exit(&t);
 }
 
 static void gmem_range_first_and_last_page(struct kunit *test)
 {
+	unsigned long private, shared, ranges;
 	struct range_test t;
+	pgoff_t last;
 
-	range_test_init(test, &t, 1024, 0);
+	range_test_init(test, &t, 1024, PRIVATE);
 	set_attrs(test, &t, 0, 1, SHARED);
-	KUNIT_EXPECT_EQ(test, t.gi->shareability.nr_ranges, 2);
+	KUNIT_EXPECT_EQ(test, t.sh.nr_ranges, 2);
 	set_attrs(test, &t, 1023, 1024, SHARED);
-	KUNIT_EXPECT_EQ(test, t.gi->shareability.nr_ranges, 3);
+	KUNIT_EXPECT_EQ(test, t.sh.nr_ranges, 3);
 	expect_lookups(test, &t, 0);
 	expect_lookups(test, &t, 1);
 	expect_lookups(test, &t, 511);
@@ -178,14 +175,24 @@ static void gmem_range_first_and_last_page(struct kunit *test)
 	expect_lookups(test, &t, 1022);
 	expect_lookups(test, &t, 1023);
 	/* The 2M block holding page 0 is mixed; the next one is uniform. */
-	KUNIT_EXPECT_EQ(test, kvm_gmem_uniform_order(t.inode, 1, 9), 0);
-	KUNIT_EXPECT_EQ(test, kvm_gmem_uniform_order(t.inode, 2, 9), 1);
-	KUNIT_EXPECT_EQ(test, kvm_gmem_uniform_order(t.inode, 600, 9), 8);
+	KUNIT_EXPECT_EQ(test, gmem_shareability_uniform_order(&t.sh, 1, 9), 0);
+	KUNIT_EXPECT_EQ(test, gmem_shareability_uniform_order(&t.sh, 2, 9), 1);
+	KUNIT_EXPECT_EQ(test, gmem_shareability_uniform_order(&t.sh, 600, 9), 8);
+
+	/* What fdinfo shows, and the range around a page. */
+	gmem_shareability_count(&t.sh, PRIVATE, &private, &shared, &ranges);
+	KUNIT_EXPECT_EQ(test, private, 1022);
+	KUNIT_EXPECT_EQ(test, shared, 2);
+	KUNIT_EXPECT_EQ(test, ranges, 3);
+	KUNIT_EXPECT_EQ(test, gmem_shareability_get(&t.sh, 1, &last), PRIVATE);
+	KUNIT_EXPECT_EQ(test, last, 1022);
+	KUNIT_EXPECT_EQ(test, gmem_shareability_get(&t.sh, 1024, &last), SHARED);
+	KUNIT_EXPECT_EQ(test, last, 1023);	/* past the end: nothing */
 
 	set_attrs(test, &t, 0, 1, PRIVATE);
 	set_attrs(test, &t, 1023, 1024, PRIVATE);
-	KUNIT_EXPECT_EQ(test, t.gi->shareability.nr_ranges, 1);
-	KUNIT_EXPECT_EQ(test, kvm_gmem_uniform_order(t.inode, 1, 9), 9);
+	KUNIT_EXPECT_EQ(test, t.sh.nr_ranges, 1);
+	KUNIT_EXPECT_EQ(test, gmem_shareability_uniform_order(&t.sh, 1, 9), 9);
 	range_test_exit(&t);
 }
 
@@ -193,18 +200,18 @@ static void gmem_range_adjacent(struct kunit *test)
 {
 	struct range_test t;
 
-	range_test_init(test, &t, 64, 0);
+	range_test_init(test, &t, 64, PRIVATE);
 	set_attrs(test, &t, 8, 16, SHARED);
 	set_attrs(test, &t, 16, 24, SHARED);		/* after: merges */
-	KUNIT_EXPECT_EQ(test, t.gi->shareability.nr_ranges, 3);
+	KUNIT_EXPECT_EQ(test, t.sh.nr_ranges, 3);
 	set_attrs(test, &t, 4, 8, SHARED);		/* before: merges */
-	KUNIT_EXPECT_EQ(test, t.gi->shareability.nr_ranges, 3);
+	KUNIT_EXPECT_EQ(test, t.sh.nr_ranges, 3);
 	set_attrs(test, &t, 30, 40, SHARED);		/* apart: does not */
-	KUNIT_EXPECT_EQ(test, t.gi->shareability.nr_ranges, 5);
+	KUNIT_EXPECT_EQ(test, t.sh.nr_ranges, 5);
 	set_attrs(test, &t, 24, 30, SHARED);		/* the gap: all three merge */
-	KUNIT_EXPECT_EQ(test, t.gi->shareability.nr_ranges, 3);
+	KUNIT_EXPECT_EQ(test, t.sh.nr_ranges, 3);
 	set_attrs(test, &t, 4, 40, PRIVATE);
-	KUNIT_EXPECT_EQ(test, t.gi->shareability.nr_ranges, 1);
+	KUNIT_EXPECT_EQ(test, t.sh.nr_ranges, 1);
 	range_test_exit(&t);
 }
 
@@ -212,18 +219,18 @@ static void gmem_range_overlapping(struct kunit *test)
 {
 	struct range_test t;
 
-	range_test_init(test, &t, 64, 0);
+	range_test_init(test, &t, 64, PRIVATE);
 	set_attrs(test, &t, 4, 12, SHARED);
 	set_attrs(test, &t, 8, 16, SHARED);		/* overlaps the end */
 	set_attrs(test, &t, 2, 6, SHARED);		/* overlaps the start */
-	KUNIT_EXPECT_EQ(test, t.gi->shareability.nr_ranges, 3);
+	KUNIT_EXPECT_EQ(test, t.sh.nr_ranges, 3);
 	set_attrs(test, &t, 6, 10, PRIVATE);		/* inside: splits it in two */
-	KUNIT_EXPECT_EQ(test, t.gi->shareability.nr_ranges, 5);
+	KUNIT_EXPECT_EQ(test, t.sh.nr_ranges, 5);
 	set_attrs(test, &t, 20, 30, SHARED);
 	set_attrs(test, &t, 1, 25, PRIVATE);		/* covers several, ends inside one */
-	KUNIT_EXPECT_EQ(test, t.gi->shareability.nr_ranges, 3);
+	KUNIT_EXPECT_EQ(test, t.sh.nr_ranges, 3);
 	set_attrs(test, &t, 0, 64, SHARED);		/* covers all */
-	KUNIT_EXPECT_EQ(test, t.gi->shareability.nr_ranges, 1);
+	KUNIT_EXPECT_EQ(test, t.sh.nr_ranges, 1);
 	range_test_exit(&t);
 }
 
@@ -239,11 +246,11 @@ static void expect_aborted_update(struct kunit *test, struct range_test *t,
 	struct gmem_range_update u;
 	int r;
 
-	filemap_invalidate_lock(t->inode->i_mapping);
-	r = kvm_gmem_prepare_attributes(t->inode, &u, start, end, attrs);
+	down_write(&t->update_lock);
+	r = gmem_shareability_prepare(&t->sh, &u, start, end, attrs);
 	if (!r)
-		kvm_gmem_abort_attributes(&u);
-	filemap_invalidate_unlock(t->inode->i_mapping);
+		gmem_shareability_abort(&u);
+	up_write(&t->update_lock);
 	KUNIT_ASSERT_EQ(test, r, 0);
 	KUNIT_EXPECT_EQ(test, u.first, first);
 	KUNIT_EXPECT_EQ(test, u.last, last);
@@ -255,11 +262,11 @@ static void gmem_range_repeat_and_abort(struct kunit *test)
 {
 	struct range_test t;
 
-	range_test_init(test, &t, 64, 0);
+	range_test_init(test, &t, 64, PRIVATE);
 	set_attrs(test, &t, 10, 20, SHARED);
 	set_attrs(test, &t, 10, 20, SHARED);
 	set_attrs(test, &t, 12, 14, SHARED);
-	KUNIT_EXPECT_EQ(test, t.gi->shareability.nr_ranges, 3);
+	KUNIT_EXPECT_EQ(test, t.sh.nr_ranges, 3);
 
 	expect_aborted_update(test, &t, 0, 64, SHARED, 0, 63);
 	expect_aborted_update(test, &t, 20, 30, SHARED, 10, 29);
@@ -279,7 +286,7 @@ static void gmem_range_random(struct kunit *test)
 	u64 seed = 0x6d656d6664;
 
 	prandom_seed_state(&rnd, seed);
-	range_test_init(test, &t, nr, 0);
+	range_test_init(test, &t, nr, PRIVATE);
 	for (i = 0; i < 2000 && !test->status; i++) {
 		pgoff_t start = prandom_u32_state(&rnd) % nr;
 		pgoff_t len = 1 + prandom_u32_state(&rnd) %
