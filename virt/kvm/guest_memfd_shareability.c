@@ -132,8 +132,6 @@ void gmem_shareability_destroy(struct gmem_shareability *sh)
  * gmem_shareability_get() - The attributes of the page at @index.
  * @sh: the file's shareability.
  * @index: a page of the file.
- * @range_last: if not NULL, set to the last index of the uniform range that
- *		holds @index (to @index - 1 if @index is past the file's end).
  *
  * Takes the rwlock: any context that may sleep or hold a spinlock (KVM's MMU
  * lock) may ask.
@@ -141,23 +139,41 @@ void gmem_shareability_destroy(struct gmem_shareability *sh)
  * Return: the KVM_MEMORY_ATTRIBUTE_* bits of the page, 0 past the file's end.
  */
 unsigned long gmem_shareability_get(struct gmem_shareability *sh,
-				    pgoff_t index, pgoff_t *range_last)
+				    pgoff_t index)
 {
 	unsigned long attrs = 0;
-	pgoff_t last = index - 1;
+
+	gmem_shareability_range_around(sh, index, NULL, &attrs);
+	return attrs;
+}
+
+/**
+ * gmem_shareability_range_around() - The uniform range that holds @index.
+ * @sh: the file's shareability.
+ * @index: a page of the file.
+ * @last: if not NULL, set to the range's last page.
+ * @attrs: if not NULL, set to the range's attributes.
+ *
+ * Takes the rwlock, as gmem_shareability_get() does.
+ *
+ * Return: false, and nothing set, if @index is past the file's end.
+ */
+bool gmem_shareability_range_around(struct gmem_shareability *sh,
+				    pgoff_t index, pgoff_t *last,
+				    unsigned long *attrs)
+{
 	struct gmem_range *r;
 
 	read_lock(&sh->lock);
 	r = gmem_range_find(sh, index);
 	if (r) {
-		attrs = r->attrs;
-		last = r->last;
+		if (last)
+			*last = r->last;
+		if (attrs)
+			*attrs = r->attrs;
 	}
 	read_unlock(&sh->lock);
-
-	if (range_last)
-		*range_last = last;
-	return attrs;
+	return !!r;
 }
 
 /*
@@ -206,8 +222,8 @@ int gmem_shareability_uniform_order(struct gmem_shareability *sh,
  * gmem_shareability_count() - Count pages and ranges, for fdinfo.
  * @sh: the file's shareability.
  * @attrs: the attributes to count the pages of.
- * @pages: set to the number of pages that have @attrs.
- * @other_pages: set to the number of pages that have other attributes.
+ * @pages: set to the number of pages that have all of @attrs.
+ * @other_pages: set to the number of the others.
  * @ranges: set to the number of uniform ranges.
  */
 void gmem_shareability_count(struct gmem_shareability *sh,
@@ -221,7 +237,7 @@ void gmem_shareability_count(struct gmem_shareability *sh,
 	read_lock(&sh->lock);
 	for (r = rb_entry_safe(rb_first(&sh->ranges), struct gmem_range, node); r;
 	     r = rb_entry_safe(rb_next(&r->node), struct gmem_range, node)) {
-		if (r->attrs == attrs)
+		if ((r->attrs & attrs) == attrs)
 			*pages += r->last - r->first + 1;
 		else
 			*other_pages += r->last - r->first + 1;

@@ -42,7 +42,10 @@ int gmem_shareability_init(struct gmem_shareability *sh, pgoff_t nr_pages,
 			   unsigned long attrs, struct rw_semaphore *update_lock);
 void gmem_shareability_destroy(struct gmem_shareability *sh);
 unsigned long gmem_shareability_get(struct gmem_shareability *sh,
-				    pgoff_t index, pgoff_t *range_last);
+				    pgoff_t index);
+bool gmem_shareability_range_around(struct gmem_shareability *sh,
+				    pgoff_t index, pgoff_t *last,
+				    unsigned long *attrs);
 int gmem_shareability_uniform_order(struct gmem_shareability *sh,
 				    pgoff_t index, int order);
 void gmem_shareability_count(struct gmem_shareability *sh,

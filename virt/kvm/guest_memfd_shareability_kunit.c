@@ -105,7 +105,7 @@ static void expect_ranges(struct kunit *test, struct range_test *t)
 static void expect_lookups(struct kunit *test, struct range_test *t,
 			   pgoff_t index)
 {
-	KUNIT_EXPECT_EQ(test, gmem_shareability_get(&t->sh, index, NULL),
+	KUNIT_EXPECT_EQ(test, gmem_shareability_get(&t->sh, index),
 			model_attrs(t, index));
 	KUNIT_EXPECT_EQ(test, gmem_shareability_uniform_order(&t->sh, index, 9),
 			model_uniform_order(t, index, 9));
@@ -153,13 +153,13 @@ static void gmem_range_whole_file(struct kunit *test)
 	/* A file created shared starts as one shared range. */
 	range_test_init(test, &t, 1024, SHARED);
 	expect_ranges(test, &t);
-	KUNIT_EXPECT_EQ(test, gmem_shareability_get(&t.sh, 512, NULL), 0);
+	KUNIT_EXPECT_EQ(test, gmem_shareability_get(&t.sh, 512), 0);
 	range_test_exit(&t);
 }
 
 static void gmem_range_first_and_last_page(struct kunit *test)
 {
-	unsigned long private, shared, ranges;
+	unsigned long private, shared, ranges, attrs;
 	struct range_test t;
 	pgoff_t last;
 
@@ -184,10 +184,17 @@ static void gmem_range_first_and_last_page(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, private, 1022);
 	KUNIT_EXPECT_EQ(test, shared, 2);
 	KUNIT_EXPECT_EQ(test, ranges, 3);
-	KUNIT_EXPECT_EQ(test, gmem_shareability_get(&t.sh, 1, &last), PRIVATE);
+	KUNIT_EXPECT_TRUE(test, gmem_shareability_range_around(&t.sh, 1, &last,
+								&attrs));
 	KUNIT_EXPECT_EQ(test, last, 1022);
-	KUNIT_EXPECT_EQ(test, gmem_shareability_get(&t.sh, 1024, &last), SHARED);
-	KUNIT_EXPECT_EQ(test, last, 1023);	/* past the end: nothing */
+	KUNIT_EXPECT_EQ(test, attrs, PRIVATE);
+	KUNIT_EXPECT_TRUE(test, gmem_shareability_range_around(&t.sh, 0, &last,
+								&attrs));
+	KUNIT_EXPECT_EQ(test, last, 0);
+	KUNIT_EXPECT_EQ(test, attrs, SHARED);
+	KUNIT_EXPECT_FALSE(test, gmem_shareability_range_around(&t.sh, 1024,
+								 &last, &attrs));
+	KUNIT_EXPECT_EQ(test, gmem_shareability_get(&t.sh, 1024), SHARED);
 
 	set_attrs(test, &t, 0, 1, PRIVATE);
 	set_attrs(test, &t, 1023, 1024, PRIVATE);
