@@ -651,7 +651,7 @@ TEST_F_TIMEOUT(inject, conversions, 900)
 	};
 	/* 1G: the struct pages of the 2M pieces that keep HVO, too. */
 	static const char * const expected[] = {
-		"kvm_gmem_prepare_attributes", "gmem_hugetlb_split",
+		"gmem_shareability_prepare", "gmem_hugetlb_split",
 		"xas_split_alloc", "vmemmap", "hugetlb_vmemmap_prepare_split_pages",
 	};
 	int nr_expected = ARRAY_SIZE(expected) - (variant->log2 != 30 ||
@@ -705,7 +705,7 @@ TEST_F_TIMEOUT(inject, creation, 300)
 	/* hugepage_new_subpool(): the reservation. */
 	static const char * const expected[] = {
 		"gmem_hugetlb_create", "hugepage_new_subpool",
-		"kvm_gmem_init_shareability",
+		"gmem_shareability_init",
 	};
 	int next_fd = dup(0);
 
