@@ -162,6 +162,7 @@ static void gmem_range_first_and_last_page(struct kunit *test)
 	unsigned long private, shared, ranges, attrs;
 	struct range_test t;
 	pgoff_t last;
+	bool found;
 
 	range_test_init(test, &t, 1024, PRIVATE);
 	set_attrs(test, &t, 0, 1, SHARED);
@@ -184,16 +185,16 @@ static void gmem_range_first_and_last_page(struct kunit *test)
 	KUNIT_EXPECT_EQ(test, private, 1022);
 	KUNIT_EXPECT_EQ(test, shared, 2);
 	KUNIT_EXPECT_EQ(test, ranges, 3);
-	KUNIT_EXPECT_TRUE(test, gmem_shareability_range_around(&t.sh, 1, &last,
-								&attrs));
+	found = gmem_shareability_range_around(&t.sh, 1, &last, &attrs);
+	KUNIT_EXPECT_TRUE(test, found);
 	KUNIT_EXPECT_EQ(test, last, 1022);
 	KUNIT_EXPECT_EQ(test, attrs, PRIVATE);
-	KUNIT_EXPECT_TRUE(test, gmem_shareability_range_around(&t.sh, 0, &last,
-								&attrs));
+	found = gmem_shareability_range_around(&t.sh, 0, &last, &attrs);
+	KUNIT_EXPECT_TRUE(test, found);
 	KUNIT_EXPECT_EQ(test, last, 0);
 	KUNIT_EXPECT_EQ(test, attrs, SHARED);
-	KUNIT_EXPECT_FALSE(test, gmem_shareability_range_around(&t.sh, 1024,
-								 &last, &attrs));
+	found = gmem_shareability_range_around(&t.sh, 1024, &last, &attrs);
+	KUNIT_EXPECT_FALSE(test, found);
 	KUNIT_EXPECT_EQ(test, gmem_shareability_get(&t.sh, 1024), SHARED);
 
 	set_attrs(test, &t, 0, 1, PRIVATE);
