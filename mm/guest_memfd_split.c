@@ -700,6 +700,269 @@ static int gmem_prepare_split_hvo(struct gmem_split_record *rec,
 	return 0;
 }
 
+/* What a split does with the struct pages of a folio, decided before it. */
+struct gmem_split_plan {
+	bool hugetlb;		/* a whole huge page, not a piece */
+	bool keep_hvo;		/* made one piece of its own order: keeps HVO */
+	bool split_hvo;		/* 2M pieces of a 1G page: they keep HVO */
+	struct gmem_split_record *rec;	/* a hugetlb folio's, from the prepare */
+	struct list_head vmemmap_pages;	/* the pieces' struct pages (split_hvo) */
+};
+
+/* Whether @folio can be split into pieces of @new_order now, and if not why. */
+static int gmem_split_check(struct folio *folio, unsigned int new_order)
+{
+	unsigned int order = folio_order(folio);
+	bool hugetlb = folio_test_hugetlb(folio);
+
+	if (new_order > order || (new_order == order && !hugetlb))
+		return -EINVAL;
+	/* A piece's poisoned pages keep their marks; a hugetlb folio's cannot. */
+	if (hugetlb && folio_test_hwpoison(folio))
+		return -EHWPOISON;
+	if (folio_mapped(folio))
+		return -EAGAIN;
+	return 0;
+}
+
+static void gmem_split_decide(struct folio *folio, unsigned int new_order,
+			      const unsigned long *mixed_blocks,
+			      struct gmem_split_plan *plan)
+{
+	unsigned int order = folio_order(folio);
+	bool hugetlb = folio_test_hugetlb(folio);
+
+	*plan = (struct gmem_split_plan) { .hugetlb = hugetlb };
+	INIT_LIST_HEAD(&plan->vmemmap_pages);
+	/*
+	 * A hugetlb folio made one piece of its own order keeps HVO; any
+	 * other split writes all the struct pages, so a whole piece that kept
+	 * HVO has it restored first (gmem_split_prepare()).
+	 */
+	plan->keep_hvo = hugetlb && new_order == order &&
+			 (!mixed_blocks || !test_bit(0, mixed_blocks)) &&
+			 folio_test_hugetlb_vmemmap_optimized(folio);
+	/* A 1G page split into 2M pieces keeps HVO for them, but mixed ones. */
+	plan->split_hvo = hugetlb && new_order < order &&
+			  READ_ONCE(gmem_keep_hvo_on_split) &&
+			  (1UL << (order - new_order)) <= GMEM_HVO_MAX_PIECES &&
+			  folio_test_hugetlb_vmemmap_optimized(folio);
+}
+
+/* Take back a prepared split's page cache entries and record. */
+static void gmem_split_drop_record(struct gmem_hugetlb *gh, struct folio *folio,
+				   struct gmem_split_plan *plan)
+{
+	gmem_xa_unsplit(folio->mapping, folio);
+	if (plan->rec) {
+		xa_erase(&gh->split, gmem_huge_index(gh, folio->index));
+		kfree(plan->rec);
+		plan->rec = NULL;
+	}
+}
+
+/*
+ * The struct pages of a split, before the references are frozen: restoring
+ * the vmemmap allocates, and lookups spin on a frozen folio, so they must not
+ * wait for a sleeper.  Only the tail struct pages move, and nobody writes
+ * them.  A piece that keeps HVO is listed for memory failure, which must not
+ * see it before it is one (see gmem_hugetlb_lock_struct_page()): then this
+ * returns with gmem_vmemmap_mutex held.
+ */
+static int gmem_split_prepare_vmemmap(struct gmem_hugetlb *gh,
+				      struct folio *folio, unsigned int new_order,
+				      const unsigned long *mixed_blocks,
+				      struct gmem_split_plan *plan)
+{
+	unsigned int order = folio_order(folio);
+	bool optimized;
+	int r;
+
+	if (plan->keep_hvo || plan->split_hvo)
+		mutex_lock(&gmem_vmemmap_mutex);
+	if (plan->split_hvo) {
+		r = gmem_prepare_split_hvo(plan->rec, folio, new_order,
+					   mixed_blocks, &plan->vmemmap_pages);
+		if (r == -EOPNOTSUPP) {
+			/* HVO is off for 2M folios: restore it all. */
+			mutex_unlock(&gmem_vmemmap_mutex);
+			plan->split_hvo = false;
+		} else if (r) {
+			mutex_unlock(&gmem_vmemmap_mutex);
+			return r;
+		}
+	}
+	if (plan->keep_hvo) {
+		r = gmem_set_hvo_piece(plan->rec, &folio->page, order);
+		if (r) {
+			mutex_unlock(&gmem_vmemmap_mutex);
+			return r;
+		}
+		plan->rec->hvo_order = order;
+		__set_bit(0, plan->rec->hvo_pieces);
+		return 0;
+	}
+	if (plan->split_hvo)
+		return 0;	/* prepared above */
+	if (!plan->hugetlb)
+		return gmem_split_piece_vmemmap(gh, folio);
+
+	optimized = folio_test_hugetlb_vmemmap_optimized(folio);
+	r = hugetlb_vmemmap_restore_in_use_folio(gh->h, folio);
+	if (!r && optimized)
+		plan->rec->vmemmap_pages = gmem_hvo_saved_pages(order);
+	return r;
+}
+
+/*
+ * Everything a split allocates, before the references are frozen: the
+ * record of a hugetlb folio, the page cache nodes of the pieces, and their
+ * struct pages (gmem_split_prepare_vmemmap()).  On failure, nothing is left
+ * of it.
+ */
+static int gmem_split_prepare(struct gmem_hugetlb *gh, struct folio *folio,
+			      unsigned int new_order,
+			      const unsigned long *mixed_blocks,
+			      struct gmem_split_plan *plan)
+{
+	struct address_space *mapping = folio->mapping;
+	unsigned int order = folio_order(folio);
+	pgoff_t index = folio->index;
+	struct gmem_split_record *rec;
+	unsigned long i;
+	int r;
+
+	if (plan->hugetlb) {
+		rec = kzalloc_obj(*rec, GFP_KERNEL_ACCOUNT);
+		if (!rec)
+			return -ENOMEM;
+		rec->changed = jiffies;
+		rec->h = gh->h;
+		rec->head = &folio->page;
+		r = xa_insert(&gh->split, gmem_huge_index(gh, index), rec,
+			      GFP_KERNEL_ACCOUNT);
+		if (r) {
+			kfree(rec);
+			return r;
+		}
+		plan->rec = rec;
+	}
+
+	r = gmem_xa_presplit(mapping, folio, index, folio_next_index(folio),
+			     new_order);
+	for (i = 0; !r && mixed_blocks && new_order &&
+	     i < (1UL << (order - new_order)); i++) {
+		if (test_bit(i, mixed_blocks))
+			r = gmem_xa_presplit(mapping, folio, index + (i << new_order),
+					     index + ((i + 1) << new_order), 0);
+	}
+	if (!r)
+		r = gmem_split_prepare_vmemmap(gh, folio, new_order,
+					       mixed_blocks, plan);
+	if (r)
+		gmem_split_drop_record(gh, folio, plan);
+	return r;
+}
+
+/* Undo a gmem_split_prepare() that succeeded, for a freeze that failed. */
+static void gmem_split_unprepare(struct gmem_hugetlb *gh, struct folio *folio,
+				 struct gmem_split_plan *plan)
+{
+	if (plan->keep_hvo || plan->split_hvo) {
+		gmem_set_hvo_piece(NULL, &folio->page, folio_order(folio));
+		hugetlb_vmemmap_free_pages(&plan->vmemmap_pages);
+		mutex_unlock(&gmem_vmemmap_mutex);
+	}
+	gmem_split_drop_record(gh, folio, plan);
+}
+
+/*
+ * Freeze the page cache's references and the caller's, and make a hugetlb
+ * folio an ordinary one.  Lookups spin on a frozen folio inside an RCU
+ * read-side section, so on success this returns with preemption disabled,
+ * until gmem_split_apply() unfreezes the pieces.
+ */
+static int gmem_split_freeze(struct folio *folio, struct gmem_split_plan *plan)
+{
+	preempt_disable();
+	if (gmem_split_should_fail() ||
+	    !folio_ref_freeze(folio, folio_nr_pages(folio) + 1)) {
+		preempt_enable();
+		return -EAGAIN;
+	}
+	if (!plan->hugetlb)
+		return 0;
+
+	spin_lock_irq(&hugetlb_lock);
+	/*
+	 * Memory failure marks a hugetlb folio under hugetlb_lock, and may have
+	 * since gmem_split_check(): look again.  Once the folio is no hugetlb
+	 * folio, a mark lands on the page itself.
+	 */
+	if (folio_test_hwpoison(folio)) {
+		spin_unlock_irq(&hugetlb_lock);
+		folio_ref_unfreeze(folio, folio_nr_pages(folio) + 1);
+		preempt_enable();
+		return -EHWPOISON;
+	}
+	/* In use, the folio is on the active list: not any more. */
+	list_del_init(&folio->lru);
+	gmem_save_hugetlb(folio, plan->rec);
+	__folio_clear_hugetlb(folio);
+	spin_unlock_irq(&hugetlb_lock);
+	return 0;
+}
+
+/*
+ * The point of no return: lay out the pieces' struct pages, make them
+ * folios of the page cache and unfreeze them.
+ */
+static void gmem_split_apply(struct folio *folio, unsigned int new_order,
+			     const unsigned long *mixed_blocks,
+			     struct gmem_split_plan *plan)
+{
+	struct address_space *mapping = folio->mapping;
+	unsigned int order = folio_order(folio);
+	pgoff_t index = folio->index;
+	unsigned long i, j;
+	bool hvo;
+
+	if (plan->split_hvo) {
+		plan->rec->hugetlb_flags &= ~BIT(HPG_vmemmap_optimized);
+		hugetlb_vmemmap_split_pages(&folio->page, order, new_order,
+					    mixed_blocks, &plan->vmemmap_pages);
+		for (i = 0; i < (1UL << order); i += 1UL << new_order) {
+			hvo = !mixed_blocks ||
+			      !test_bit(i >> new_order, mixed_blocks);
+			gmem_reset_pages(&folio->page + i,
+					 gmem_writable_struct_pages(new_order, hvo));
+		}
+	} else {
+		gmem_reset_pages(&folio->page,
+				 gmem_writable_struct_pages(order, plan->keep_hvo));
+	}
+	for (i = 0; i < (1UL << order); i += 1UL << new_order) {
+		struct page *piece = &folio->page + i;
+
+		if (!mixed_blocks || !new_order ||
+		    !test_bit(i >> new_order, mixed_blocks)) {
+			/* A hugetlb folio with poison is not split (above). */
+			gmem_prep_folio(piece, new_order, mapping, index + i,
+					plan->keep_hvo || plan->split_hvo,
+					!plan->hugetlb &&
+					gmem_pages_hwpoisoned(piece, new_order));
+			continue;
+		}
+		for (j = 0; j < (1UL << new_order); j++)
+			gmem_prep_folio(piece + j, 0, mapping, index + i + j,
+					false, false);
+	}
+	gmem_store_pieces(mapping, &folio->page, order, index);
+	preempt_enable();
+	if (plan->keep_hvo || plan->split_hvo)
+		mutex_unlock(&gmem_vmemmap_mutex);
+}
+
 /**
  * gmem_hugetlb_split() - Split a folio of a hugetlb-backed guest_memfd.
  * @gh: the file's hugetlb backing.
@@ -724,188 +987,26 @@ static int gmem_prepare_split_hvo(struct gmem_split_record *rec,
 int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 		       unsigned int new_order, const unsigned long *mixed_blocks)
 {
-	struct address_space *mapping = folio->mapping;
-	unsigned int order = folio_order(folio);
-	bool hugetlb = folio_test_hugetlb(folio);
-	struct gmem_split_record *rec = NULL;
-	pgoff_t index = folio->index;
-	bool optimized, keep_hvo, split_hvo, hvo;
-	LIST_HEAD(vmemmap_pages);
-	unsigned long i;
+	struct gmem_split_plan plan;
 	int r;
 
-	lockdep_assert_held(&mapping->invalidate_lock);
+	lockdep_assert_held(&folio->mapping->invalidate_lock);
 	VM_WARN_ON_ONCE_FOLIO(!folio_test_locked(folio), folio);
-	if (new_order > order || (new_order == order && !hugetlb))
-		return -EINVAL;
-	/* A piece's poisoned pages keep their marks; a hugetlb folio's cannot. */
-	if (hugetlb && folio_test_hwpoison(folio))
-		return -EHWPOISON;
-	if (folio_mapped(folio))
-		return -EAGAIN;
-	/*
-	 * A hugetlb folio made one piece of its own order keeps HVO; any
-	 * other split writes all the struct pages, so a whole piece that kept
-	 * HVO has it restored first (below).
-	 */
-	keep_hvo = hugetlb && new_order == order &&
-		   (!mixed_blocks || !test_bit(0, mixed_blocks)) &&
-		   folio_test_hugetlb_vmemmap_optimized(folio);
-	/* A 1G page split into 2M pieces keeps HVO for them, but mixed ones. */
-	split_hvo = hugetlb && new_order < order &&
-		    READ_ONCE(gmem_keep_hvo_on_split) &&
-		    (1UL << (order - new_order)) <= GMEM_HVO_MAX_PIECES &&
-		    folio_test_hugetlb_vmemmap_optimized(folio);
-
-	if (hugetlb) {
-		rec = kzalloc_obj(*rec, GFP_KERNEL_ACCOUNT);
-		if (!rec)
-			return -ENOMEM;
-		rec->changed = jiffies;
-		rec->h = gh->h;
-		rec->head = &folio->page;
-		r = xa_insert(&gh->split, gmem_huge_index(gh, index), rec,
-			      GFP_KERNEL_ACCOUNT);
-		if (r)
-			goto free_rec;
-	}
-
-	r = gmem_xa_presplit(mapping, folio, index, folio_next_index(folio),
-			     new_order);
-	for (i = 0; !r && mixed_blocks && new_order && i < (1UL << (order - new_order)); i++) {
-		if (test_bit(i, mixed_blocks))
-			r = gmem_xa_presplit(mapping, folio, index + (i << new_order),
-					     index + ((i + 1) << new_order), 0);
-	}
+	r = gmem_split_check(folio, new_order);
 	if (r)
-		goto unsplit_xa;
+		return r;
 
-	/*
-	 * Restoring the vmemmap allocates, so it comes before the references
-	 * are frozen: lookups spin on a frozen folio, and must not wait for a
-	 * sleeper. Only the tail struct pages move, and nobody writes them.
-	 * A piece that keeps HVO is listed for memory failure, which must not
-	 * see it before it is one (see gmem_hugetlb_lock_struct_page()).
-	 */
-	if (keep_hvo || split_hvo)
-		mutex_lock(&gmem_vmemmap_mutex);
-	if (split_hvo) {
-		r = gmem_prepare_split_hvo(rec, folio, new_order, mixed_blocks,
-					   &vmemmap_pages);
-		if (r == -EOPNOTSUPP) {
-			/* HVO is off for 2M folios: restore it all. */
-			mutex_unlock(&gmem_vmemmap_mutex);
-			split_hvo = false;
-		} else if (r) {
-			mutex_unlock(&gmem_vmemmap_mutex);
-			goto unsplit_xa;
-		}
+	gmem_split_decide(folio, new_order, mixed_blocks, &plan);
+	r = gmem_split_prepare(gh, folio, new_order, mixed_blocks, &plan);
+	if (r)
+		return r;
+	r = gmem_split_freeze(folio, &plan);
+	if (r) {
+		gmem_split_unprepare(gh, folio, &plan);
+		return r;
 	}
-	if (keep_hvo) {
-		r = gmem_set_hvo_piece(rec, &folio->page, order);
-		if (r) {
-			mutex_unlock(&gmem_vmemmap_mutex);
-			goto unsplit_xa;
-		}
-		rec->hvo_order = order;
-		__set_bit(0, rec->hvo_pieces);
-	} else if (split_hvo) {
-		/* Prepared above. */
-	} else if (hugetlb) {
-		optimized = folio_test_hugetlb_vmemmap_optimized(folio);
-		r = hugetlb_vmemmap_restore_in_use_folio(gh->h, folio);
-		if (r)
-			goto unsplit_xa;
-		if (optimized)
-			rec->vmemmap_pages = gmem_hvo_saved_pages(order);
-	} else {
-		r = gmem_split_piece_vmemmap(gh, folio);
-		if (r)
-			goto unsplit_xa;
-	}
-
-	/*
-	 * The page cache's references and the caller's. Lookups spin on a
-	 * frozen folio inside an RCU read-side section, so until the pieces
-	 * are unfrozen this task must neither sleep nor be preempted.
-	 */
-	preempt_disable();
-	if (gmem_split_should_fail() ||
-	    !folio_ref_freeze(folio, folio_nr_pages(folio) + 1)) {
-		preempt_enable();
-		r = -EAGAIN;
-		goto unlist_hvo;
-	}
-
-	if (hugetlb) {
-		spin_lock_irq(&hugetlb_lock);
-		/*
-		 * Memory failure marks a hugetlb folio under hugetlb_lock, and
-		 * may have since the check above: look again.  Once the folio
-		 * is no hugetlb folio, a mark lands on the page itself.
-		 */
-		if (folio_test_hwpoison(folio)) {
-			spin_unlock_irq(&hugetlb_lock);
-			folio_ref_unfreeze(folio, folio_nr_pages(folio) + 1);
-			preempt_enable();
-			r = -EHWPOISON;
-			goto unlist_hvo;
-		}
-		/* In use, the folio is on the active list: not any more. */
-		list_del_init(&folio->lru);
-		gmem_save_hugetlb(folio, rec);
-		__folio_clear_hugetlb(folio);
-		spin_unlock_irq(&hugetlb_lock);
-	}
-
-	/* The point of no return. */
-	if (split_hvo) {
-		rec->hugetlb_flags &= ~BIT(HPG_vmemmap_optimized);
-		hugetlb_vmemmap_split_pages(&folio->page, order, new_order, mixed_blocks,
-					    &vmemmap_pages);
-		for (i = 0; i < (1UL << order); i += 1UL << new_order) {
-			hvo = !mixed_blocks || !test_bit(i >> new_order, mixed_blocks);
-			gmem_reset_pages(&folio->page + i,
-					 gmem_writable_struct_pages(new_order, hvo));
-		}
-	} else {
-		gmem_reset_pages(&folio->page,
-				 gmem_writable_struct_pages(order, keep_hvo));
-	}
-	for (i = 0; i < (1UL << order); i += 1UL << new_order) {
-		struct page *piece = &folio->page + i;
-		unsigned long j;
-
-		if (!mixed_blocks || !new_order || !test_bit(i >> new_order, mixed_blocks)) {
-			/* A hugetlb folio with poison is not split (above). */
-			gmem_prep_folio(piece, new_order, mapping, index + i,
-					keep_hvo || split_hvo, !hugetlb &&
-					gmem_pages_hwpoisoned(piece, new_order));
-			continue;
-		}
-		for (j = 0; j < (1UL << new_order); j++)
-			gmem_prep_folio(piece + j, 0, mapping, index + i + j,
-					false, false);
-	}
-	gmem_store_pieces(mapping, &folio->page, order, index);
-	preempt_enable();
-	if (keep_hvo || split_hvo)
-		mutex_unlock(&gmem_vmemmap_mutex);
+	gmem_split_apply(folio, new_order, mixed_blocks, &plan);
 	return 0;
-
-unlist_hvo:
-	if (keep_hvo || split_hvo) {
-		gmem_set_hvo_piece(NULL, &folio->page, order);
-		hugetlb_vmemmap_free_pages(&vmemmap_pages);
-		mutex_unlock(&gmem_vmemmap_mutex);
-	}
-unsplit_xa:
-	gmem_xa_unsplit(mapping, folio);
-	if (rec)
-		xa_erase(&gh->split, gmem_huge_index(gh, index));
-free_rec:
-	kfree(rec);
-	return r;
 }
 EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_split);
 
