@@ -222,8 +222,8 @@ static void sites_collect(struct sites *s)
 	if (i == s->nr) {
 		TEST_ASSERT(s->nr < MAX_SITES, "too many allocation sites");
 		s->nr++;
-		strcpy(s->site[i].where, where);
-		strcpy(s->site[i].stack, stack);
+		snprintf(s->site[i].where, sizeof(s->site[i].where), "%s", where);
+		snprintf(s->site[i].stack, sizeof(s->site[i].stack), "%s", stack);
 	}
 	s->site[i].count++;
 }
