@@ -11,6 +11,8 @@
 #                     hugetlbfs-2M, anon to compare)
 #   make series       export the overlay as a git format-patch series (build/series)
 #   make checkpatch   scripts/checkpatch.pl --strict on our C files and patches
+#   make series-builds build the kernel at every patch of the series (P="1 26":
+#                     those only); opt-in, about an hour
 #
 # See README.md.
 
@@ -31,7 +33,7 @@ export CCACHE_BASEDIR := $(TOP)
 export CCACHE_NOHASHDIR := 1
 
 .PHONY: all deps fetch overlay config kernel headers selftests perf check bench \
-	vm-run series checkpatch clean distclean kernel-debug check-debug vmm run-guest check-vmm
+	vm-run series series-builds checkpatch clean distclean kernel-debug check-debug vmm run-guest check-vmm
 
 all: kernel selftests
 	@echo "Built on Linux $$(cat $(BUILD)/kernelrelease) (Debian linux-source-7.3, $$(cd $(SRC) && git log -1 --format=%s v7.3 | sed 's/.*(Debian \(.*\))/\1/'))"
@@ -192,9 +194,15 @@ series: overlay
 checkpatch: series
 	@bash scripts/checkpatch.sh
 
+# Opt-in (about an hour for the whole series): build the kernel at every patch.
+# P="1 26" builds those patches only.
+series-builds: config
+	@bash scripts/series-builds.sh $(P)
+
 clean:
 	rm -rf $(OBJ) $(DEBUG_OBJ) $(KSFT) $(HDR) $(BUILD)/check $(BUILD)/check-debug \
-		$(BUILD)/vm $(BUILD)/series $(BUILD)/perf
+		$(BUILD)/vm $(BUILD)/series $(BUILD)/perf $(BUILD)/obj-series \
+		$(BUILD)/series-builds
 
 distclean:
 	rm -rf $(BUILD)

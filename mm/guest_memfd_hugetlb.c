@@ -40,7 +40,6 @@
 #include <linux/guest_memfd.h>
 #include <linux/hugetlb.h>
 #include <linux/hugetlb_cgroup.h>
-#include <linux/kvm_types.h>
 #include <linux/mempolicy.h>
 #include <linux/pagemap.h>
 #include <linux/slab.h>
@@ -81,7 +80,7 @@ u64 gmem_hugetlb_supported_sizes(void)
 		sizes |= BIT_ULL(huge_page_shift(h));
 	return sizes;
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_supported_sizes);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_supported_sizes);
 
 /* Give back the reservation charge gmem_hugetlb_create() took. */
 static void gmem_hugetlb_uncharge_rsvd(struct gmem_hugetlb *gh)
@@ -138,7 +137,7 @@ err_free:
 	kfree(gh);
 	return ERR_PTR(-ENOMEM);
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_create);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_create);
 
 /**
  * gmem_hugetlb_destroy() - Drop a guest_memfd file's hugetlb backing.
@@ -158,7 +157,7 @@ void gmem_hugetlb_destroy(struct gmem_hugetlb *gh)
 	gmem_hugetlb_uncharge_rsvd(gh);
 	kfree(gh);
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_destroy);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_destroy);
 
 /**
  * gmem_hugetlb_order() - The order of a guest_memfd file's folios.
@@ -170,7 +169,7 @@ unsigned int gmem_hugetlb_order(const struct gmem_hugetlb *gh)
 {
 	return huge_page_order(gh->h);
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_order);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_order);
 
 static gfp_t gmem_hugetlb_gfp(struct hstate *h)
 {
@@ -289,4 +288,4 @@ out:
 	mutex_unlock(&hugetlb_fault_mutex_table[hash]);
 	return folio;
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_get_folio);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_get_folio);

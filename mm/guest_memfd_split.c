@@ -50,7 +50,6 @@
 #include <linux/fault-inject.h>
 #include <linux/guest_memfd.h>
 #include <linux/hugetlb.h>
-#include <linux/kvm_types.h>
 #include <linux/mm.h>
 #include <linux/pagemap.h>
 #include <linux/shmem_fs.h>	/* for mm/internal.h */
@@ -594,7 +593,7 @@ int gmem_hugetlb_restore_vmemmap(struct folio *folio)
 	mutex_unlock(&gmem_vmemmap_mutex);
 	return min(r, 0);
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_restore_vmemmap);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_restore_vmemmap);
 
 /**
  * gmem_hugetlb_lock_struct_page() - Make a page's struct page writable, and
@@ -1008,7 +1007,7 @@ int gmem_hugetlb_split(struct gmem_hugetlb *gh, struct folio *folio,
 	gmem_split_apply(folio, new_order, mixed_blocks, &plan);
 	return 0;
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_split);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_split);
 
 /**
  * gmem_hugetlb_get_piece() - Get the folio at an index of a guest_memfd file
@@ -1048,7 +1047,7 @@ struct folio *gmem_hugetlb_get_piece(struct address_space *mapping,
 	srcu_read_unlock(&gmem_lookup_srcu, idx);
 	return folio;
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_get_piece);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_get_piece);
 
 /*
  * Wait for the lookups without the invalidate lock that may have read the
@@ -1114,7 +1113,7 @@ bool gmem_hugetlb_page_hwpoisoned(struct folio *folio, struct page *page)
 	return !IS_ENABLED(CONFIG_MEMORY_FAILURE) ||
 	       is_raw_hwpoison_page_in_hugepage(page);
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_page_hwpoisoned);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_page_hwpoisoned);
 
 /**
  * gmem_hugetlb_folio_hwpoisoned() - Whether a folio of a guest_memfd huge
@@ -1135,7 +1134,7 @@ bool gmem_hugetlb_folio_hwpoisoned(struct folio *folio)
 		return folio_test_hwpoison(folio);
 	return folio_test_has_hwpoisoned(folio);
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_folio_hwpoisoned);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_folio_hwpoisoned);
 
 /*
  * Before the pieces of @rec's huge page from @head, a block of @order, are
@@ -1416,7 +1415,7 @@ int gmem_hugetlb_merge(struct gmem_hugetlb *gh, struct address_space *mapping,
 	}
 	return gmem_merge_pieces(gh, mapping, index, order, rec);
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_merge);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_merge);
 
 /**
  * gmem_hugetlb_join() - Make a split huge page of a hugetlb-backed guest_memfd
@@ -1453,7 +1452,7 @@ int gmem_hugetlb_join(struct gmem_hugetlb *gh, struct address_space *mapping,
 		return 0;
 	return gmem_merge_pieces(gh, mapping, index, huge_order, NULL);
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_join);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_join);
 
 /**
  * gmem_hugetlb_is_split() - Whether the huge page holding an index is split.
@@ -1467,7 +1466,7 @@ bool gmem_hugetlb_is_split(struct gmem_hugetlb *gh, pgoff_t index)
 {
 	return xa_load(&gh->split, gmem_huge_index(gh, index));
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_is_split);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_is_split);
 
 /**
  * gmem_hugetlb_note_change() - Note that a split huge page changes now.
@@ -1497,7 +1496,7 @@ void gmem_hugetlb_note_change(struct gmem_hugetlb *gh, pgoff_t index,
 	WRITE_ONCE(rec->changes_in_row, row);
 	WRITE_ONCE(rec->changed, jiffies);
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_note_change);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_note_change);
 
 /**
  * gmem_hugetlb_changes_in_row() - How many times in a row a split huge page
@@ -1524,7 +1523,7 @@ unsigned int gmem_hugetlb_changes_in_row(struct gmem_hugetlb *gh, pgoff_t index,
 		return 0;
 	return READ_ONCE(rec->changes_in_row);
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_changes_in_row);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_changes_in_row);
 
 /**
  * gmem_hugetlb_split_since() - Since when a huge page has been as it is.
@@ -1550,7 +1549,7 @@ bool gmem_hugetlb_split_since(struct gmem_hugetlb *gh, pgoff_t index,
 	*vmemmap_bytes = READ_ONCE(rec->vmemmap_pages) << PAGE_SHIFT;
 	return true;
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_split_since);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_split_since);
 
 /* Whether no piece of the block of 2^@order pages at @index has poison. */
 static bool gmem_block_unpoisoned(struct address_space *mapping, pgoff_t index,
@@ -1614,7 +1613,7 @@ bool gmem_hugetlb_block_mappable(struct gmem_hugetlb *gh, struct folio *piece,
 	return !READ_ONCE(rec->hwpoisoned) ||
 	       gmem_block_unpoisoned(mapping, index, order);
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_block_mappable);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_block_mappable);
 
 /**
  * gmem_hugetlb_note_hwpoison() - Note that memory failure poisoned a page of
@@ -1639,7 +1638,7 @@ void gmem_hugetlb_note_hwpoison(struct gmem_hugetlb *gh, struct folio *folio)
 	if (rec)
 		WRITE_ONCE(rec->hwpoisoned, true);
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_note_hwpoison);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_note_hwpoison);
 
 /**
  * gmem_hugetlb_split_stats() - How many huge pages of a file are split.
@@ -1661,7 +1660,7 @@ unsigned long gmem_hugetlb_split_stats(struct gmem_hugetlb *gh,
 	}
 	return nr;
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_split_stats);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_split_stats);
 
 /*
  * Orphans: split huge pages taken out of a file while something still
@@ -1793,4 +1792,4 @@ int gmem_hugetlb_remove_split(struct gmem_hugetlb *gh,
 	spin_unlock(&gmem_orphans_lock);
 	return 0;
 }
-EXPORT_SYMBOL_FOR_KVM(gmem_hugetlb_remove_split);
+EXPORT_SYMBOL_GPL(gmem_hugetlb_remove_split);

@@ -8,8 +8,10 @@
 #
 # A file under the overlay directories that is new in the series is one of
 # ours: it is copied here as it is at HEAD, and claimed (Overlay: line) by the
-# first commit that adds it; later commits' hunks to it are folded into that
-# copy. Everything else is an upstream file and stays in the patches.
+# last commit that changes it. Earlier commits that add or change it keep
+# their hunks to it in their patches, so a file can grow over the series (a
+# header that a later patch extends); the claiming patch holds the rest, up to
+# the copy here. Everything else is an upstream file and stays in the patches.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 tree=$top/build/linux-7.3
@@ -32,19 +34,21 @@ done
 
 new=$(mktemp -d)
 trap 'rm -rf "$new"' EXIT
-claimed=
+# The commit that claims each of ours: the last one that changes it.
+declare -A claimer
+for c in $commits; do
+	for f in $(git_tree diff --name-only --no-renames "$c~1" "$c" -- "${OVERLAY_DIRS[@]}"); do
+		# Not grep -q in a pipe: under pipefail, printf's SIGPIPE when
+		# grep exits early would drop the claim.
+		if grep -xF -- "$f" <<<"$ours" >/dev/null; then claimer[$f]=$c; fi
+	done
+done
 n=0
 for c in $commits; do
 	n=$((n + 1))
 	name=$(git_tree log -1 --format=%f "$c")
 	file=$(printf '%04d-%s' "$n" "$(printf '%s' "$name" | cut -c1-60 | sed 's/[.-]*$//')").patch
-	added=$(git_tree diff --name-only --no-renames --diff-filter=A "$c~1" "$c" -- "${OVERLAY_DIRS[@]}" |
-		while read -r f; do
-			# Not grep -q in a pipe: under pipefail, printf's SIGPIPE
-			# when grep exits early would drop the claim.
-			if grep -xF -- "$f" <<<"$ours" >/dev/null; then echo "$f"; fi
-		done || true)
-	claimed="$claimed $added"
+	added=$(for f in $ours; do [ "${claimer[$f]}" != "$c" ] || echo "$f"; done)
 	{
 		echo "From: $(git_tree log -1 --format='%an <%ae>' "$c")"
 		echo "Date: Thu, 1 Jan 2026 00:00:00 +0000"
@@ -60,7 +64,7 @@ for c in $commits; do
 			END { if (!done && ov != "") print ov }' | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}'
 		echo "---"
 		# shellcheck disable=SC2046
-		git_tree diff "$c~1" "$c" -- . $(for f in $ours; do printf ':!%s ' "$f"; done)
+		git_tree diff --no-renames "$c~1" "$c" -- . $(for f in $added; do printf ':!%s ' "$f"; done)
 	} >"$new/$file"
 	echo "$file" >>"$new/series.list"
 done
