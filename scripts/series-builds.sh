@@ -8,8 +8,9 @@
 # The builds run in a worktree of build/linux-7.3 (build/series-wt), in their
 # own object directory (build/obj-series), with the test kernel's .config
 # (build/obj/.config, from `make config`) brought to each patch's Kconfig by
-# olddefconfig. Going from one patch to the next rebuilds only what it
-# changed, so a run of the whole series costs the first build plus an
+# olddefconfig. A patch that changes the KVM selftests also builds them,
+# against its own uAPI headers. Going from one patch to the next rebuilds only
+# what it changed, so a run of the whole series costs the first build plus an
 # incremental build per patch. Logs: build/series-builds/NNNN.log.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -17,6 +18,8 @@ src=$top/build/linux-7.3
 wt=$top/build/series-wt
 obj=$top/build/obj-series
 logs=$top/build/series-builds
+hdr=$top/build/series-headers
+ksft=$top/build/series-selftests
 jobs=${JOBS:-$(nproc)}
 
 [ -f "$top/build/obj/.config" ] || { echo "series-builds: no build/obj/.config (run make config)" >&2; exit 1; }
@@ -39,14 +42,22 @@ for n in "${wanted[@]}"; do
 	log=$logs/$(printf '%04d' "$n").log
 	git -C "$wt" checkout -q --detach "$c"
 	start=$(date +%s)
-	if make -s -C "$wt" O="$obj" olddefconfig >"$log" 2>&1 &&
-	   make -s -C "$wt" O="$obj" CC="ccache gcc" -j"$jobs" bzImage >>"$log" 2>&1; then
-		result=ok
-	else
+	result=ok
+	if ! make -s -C "$wt" O="$obj" olddefconfig >"$log" 2>&1 ||
+	   ! make -s -C "$wt" O="$obj" CC="ccache gcc" -j"$jobs" bzImage >>"$log" 2>&1; then
 		result=FAILED
-		failed=$((failed + 1))
+	elif ! git -C "$wt" diff --quiet "$c~1" "$c" -- tools/testing/selftests/kvm; then
+		mkdir -p "$ksft"
+		if ! make -s -C "$wt" O="$obj" INSTALL_HDR_PATH="$hdr" headers_install >>"$log" 2>&1 ||
+		   ! make -s -C "$wt/tools/testing/selftests/kvm" -j"$jobs" OUTPUT="$ksft" \
+			KHDR_INCLUDES="-isystem $hdr/include" >>"$log" 2>&1; then
+			result=FAILED
+		else
+			result="ok+ksft"
+		fi
 	fi
-	printf '%04d %-6s %4ss  %s\n' "$n" "$result" $(($(date +%s) - start)) \
+	[ "$result" != FAILED ] || failed=$((failed + 1))
+	printf '%04d %-7s %4ss  %s\n' "$n" "$result" $(($(date +%s) - start)) \
 		"$(git -C "$wt" log -1 --format=%s "$c")"
 done
 [ "$failed" -eq 0 ] || { echo "series-builds: $failed patch(es) do not build; see $logs" >&2; exit 1; }
