@@ -51,6 +51,7 @@ enum guest_phase {
 static u64 data_size;
 static u64 seed;
 static u64 phase;
+static u64 skip_page = ~0ull;	/* a page the guest must not read */
 
 /* The word at @offset of the data, as the host "receives" it. */
 static u64 word_value(u64 offset, u64 seed)
@@ -64,8 +65,13 @@ static void guest_code(u64 idx)
 
 	for (;;) {
 		for (off = start; off < start + chunk; off += sizeof(u64)) {
-			u64 v = READ_ONCE(*(u64 *)(DATA_GPA + off));
+			u64 v;
 
+			if (off / PAGE_SIZE == skip_page) {
+				off += PAGE_SIZE - sizeof(u64);
+				continue;
+			}
+			v = READ_ONCE(*(u64 *)(DATA_GPA + off));
 			if (phase == PHASE_TOUCH) {
 				off += PAGE_SIZE - sizeof(u64);
 				continue;
@@ -345,7 +351,8 @@ FIXTURE_TEARDOWN(postcopy)
 	close(pc->fd);
 	free_bitmap(pc->bitmap, pc->npages);
 	free(pc->claimed);
-	assert_hugetlb_pools(&self->pools_before, 0, 0, 0);
+	/* A huge page with a poisoned page goes back to the pool by a work. */
+	wait_hugetlb_pools(&self->pools_before, 0, 0, 0);
 }
 
 /* The data's mappings: all of it at @page_size, with the VM's own 4K ones. */
@@ -468,6 +475,53 @@ TEST_F_TIMEOUT(postcopy, knob_off_maps_at_4k_only, GMEM_TEST_TIMEOUT)
 	TEST_ASSERT_EQ(__set_region(pc->vm, KVM_MEM_GUEST_MEMFD, pc->size,
 				    pc->mem, pc->fd, 0, NULL), 0);
 	assert_data_mapped_at(pc->vm, pc->size, self->page_size);
+}
+
+/*
+ * A page poisoned during post-copy keeps its huge page at 4K when post-copy
+ * ends: recovering huge mappings asks guest_memfd the order of each page
+ * outside a fault (kvm_gmem_max_mapping_order()), which, as a fault does,
+ * answers 4K for a folio with a poisoned page.  It answered the folio's order
+ * before, and the recovery mapped the poisoned page at 2M with its
+ * neighbours.  A shared 2M page is poisoned here (through the host's mapping,
+ * MADV_HWPOISON); a poisoned 1G page would be lost to the boot.
+ */
+TEST_F_TIMEOUT(postcopy, recovery_keeps_a_poisoned_huge_page_at_4k,
+	       GMEM_TEST_TIMEOUT)
+{
+	struct postcopy *pc = &self->pc;
+	struct vcpu_thread threads[NR_VCPUS];
+	u64 poisoned = pc->npages / 2 + 5, page;
+	bool huge;
+
+	if (self->page_size != SZ_2M || pc->private)
+		SKIP(return, "the shared 2M variant poisons a page for all");
+
+	for (page = 0; page < pc->npages; page++)
+		receive_page(pc, page);
+	TEST_ASSERT_EQ(__set_region(pc->vm, KVM_MEM_GUEST_MEMFD | KVM_MEM_USERFAULT,
+				    pc->size, pc->mem, pc->fd, 0, pc->bitmap), 0);
+
+	/* Mapped at 4K while the flag is set, as the proposal maps. */
+	huge = set_userfault_huge_mappings(false);
+	run_phase(pc, PHASE_VERIFY, threads);
+
+	/* Memory failure zaps the mappings of the page's huge page. */
+	TEST_ASSERT(madvise(&pc->mem[poisoned * PAGE_SIZE / sizeof(u64)],
+			    PAGE_SIZE, MADV_HWPOISON) && errno == EBUSY,
+		    "MADV_HWPOISON: errno %d", errno);
+	skip_page = poisoned;
+	sync_global_to_guest(pc->vm, skip_page);
+	run_phase(pc, PHASE_VERIFY, threads);
+	set_userfault_huge_mappings(huge);
+	TEST_ASSERT_EQ(pc->exits, 0);
+	assert_stage2_mappings(pc->vm, 0, 0, pc->npages - 1, true);
+
+	/* Post-copy ends: every huge page but the poisoned one maps at 2M. */
+	TEST_ASSERT_EQ(__set_region(pc->vm, KVM_MEM_GUEST_MEMFD, pc->size,
+				    pc->mem, pc->fd, 0, NULL), 0);
+	assert_stage2_mappings(pc->vm, 0, pc->size / SZ_2M - 1,
+			       SZ_2M / PAGE_SIZE - 1, true);
 }
 
 /*
