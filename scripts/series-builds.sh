@@ -8,7 +8,7 @@
 # The builds run in a worktree of build/linux-7.3 (build/series-wt), in their
 # own object directory (build/obj-series), with the test kernel's .config
 # (build/obj/.config, from `make config`) brought to each patch's Kconfig by
-# olddefconfig. A patch that changes the KVM selftests also builds them,
+# olddefconfig, afresh at each patch. A patch that changes the KVM selftests also builds them,
 # against its own uAPI headers. Going from one patch to the next rebuilds only
 # what it changed, so a run of the whole series costs the first build plus an
 # incremental build per patch. Logs: build/series-builds/NNNN.log.
@@ -31,7 +31,6 @@ if [ ! -d "$wt" ]; then
 	git -C "$src" worktree add -q --detach "$wt" v7.3
 fi
 mkdir -p "$obj" "$logs"
-cp "$top/build/obj/.config" "$obj/.config"
 
 wanted=("$@")
 [ "${#wanted[@]}" -gt 0 ] || wanted=($(seq 1 "${#commits[@]}"))
@@ -43,6 +42,9 @@ for n in "${wanted[@]}"; do
 	git -C "$wt" checkout -q --detach "$c"
 	start=$(date +%s)
 	result=ok
+	# The test kernel's options that this patch knows, each time: an option
+	# that an earlier patch did not know would otherwise stay dropped.
+	cp "$top/build/obj/.config" "$obj/.config"
 	if ! make -s -C "$wt" O="$obj" olddefconfig >"$log" 2>&1 ||
 	   ! make -s -C "$wt" O="$obj" CC="ccache gcc" -j"$jobs" bzImage >>"$log" 2>&1; then
 		result=FAILED
