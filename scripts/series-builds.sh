@@ -8,10 +8,11 @@
 # The builds run in a worktree of build/linux-7.3 (build/series-wt), in their
 # own object directory (build/obj-series), with the test kernel's .config
 # (build/obj/.config, from `make config`) brought to each patch's Kconfig by
-# olddefconfig, afresh at each patch. A patch that changes the KVM selftests also builds them,
-# against its own uAPI headers. Going from one patch to the next rebuilds only
-# what it changed, so a run of the whole series costs the first build plus an
-# incremental build per patch. Logs: build/series-builds/NNNN.log.
+# olddefconfig, afresh at each patch. A patch that changes the KVM selftests
+# also builds them, against its own uAPI headers. Going from one patch to the
+# next rebuilds only what it changed, so a run of the whole series costs the
+# first build plus an incremental build per patch. Logs:
+# build/series-builds/NNNN.log.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 src=$top/build/linux-7.3
