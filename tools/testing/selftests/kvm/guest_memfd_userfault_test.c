@@ -364,6 +364,21 @@ static void assert_data_mapped_at(struct kvm_vm *vm, u64 size, u64 page_size)
 			       true);
 }
 
+/*
+ * Every page but @missing (pc->npages: none) arrives before the VM runs on the
+ * destination, then the memslot gets KVM_MEM_USERFAULT with the bitmap.
+ */
+static void set_flag_after_arrival(struct postcopy *pc, u64 missing)
+{
+	u64 page;
+
+	for (page = 0; page < pc->npages; page++)
+		if (page != missing)
+			receive_page(pc, page);
+	TEST_ASSERT_EQ(__set_region(pc->vm, KVM_MEM_GUEST_MEMFD | KVM_MEM_USERFAULT,
+				    pc->size, pc->mem, pc->fd, 0, pc->bitmap), 0);
+}
+
 TEST_F_TIMEOUT(postcopy, demand_paging_maps_arrived_ranges_huge,
 	       GMEM_TEST_TIMEOUT)
 {
@@ -419,15 +434,11 @@ TEST_F_TIMEOUT(postcopy, missing_page_limits_only_its_ranges,
 	struct postcopy *pc = &self->pc;
 	u64 nr_2m = pc->size / SZ_2M, nr_1g = pc->size / SZ_1G;
 	/* The fourth page of the third vCPU's quarter. */
-	u64 missing = 2 * pc->npages / NR_VCPUS + 3, page;
+	u64 missing = 2 * pc->npages / NR_VCPUS + 3;
 	struct vcpu_thread threads[NR_VCPUS];
 	int i;
 
-	for (page = 0; page < pc->npages; page++)
-		if (page != missing)
-			receive_page(pc, page);
-	TEST_ASSERT_EQ(__set_region(pc->vm, KVM_MEM_GUEST_MEMFD | KVM_MEM_USERFAULT,
-				    pc->size, pc->mem, pc->fd, 0, pc->bitmap), 0);
+	set_flag_after_arrival(pc, missing);
 
 	/* The third vCPU stops at the missing page; the others finish. */
 	pc->stop_on_userfault = true;
@@ -459,12 +470,8 @@ TEST_F_TIMEOUT(postcopy, knob_off_maps_at_4k_only, GMEM_TEST_TIMEOUT)
 	struct postcopy *pc = &self->pc;
 	struct vcpu_thread threads[NR_VCPUS];
 	bool huge;
-	u64 page;
 
-	for (page = 0; page < pc->npages; page++)
-		receive_page(pc, page);
-	TEST_ASSERT_EQ(__set_region(pc->vm, KVM_MEM_GUEST_MEMFD | KVM_MEM_USERFAULT,
-				    pc->size, pc->mem, pc->fd, 0, pc->bitmap), 0);
+	set_flag_after_arrival(pc, pc->npages);
 
 	huge = set_userfault_huge_mappings(false);
 	run_phase(pc, PHASE_VERIFY, threads);
@@ -491,16 +498,13 @@ TEST_F_TIMEOUT(postcopy, recovery_keeps_a_poisoned_huge_page_at_4k,
 {
 	struct postcopy *pc = &self->pc;
 	struct vcpu_thread threads[NR_VCPUS];
-	u64 poisoned = pc->npages / 2 + 5, page;
+	u64 poisoned = pc->npages / 2 + 5;
 	bool huge;
 
 	if (self->page_size != SZ_2M || pc->private)
 		SKIP(return, "the shared 2M variant poisons a page for all");
 
-	for (page = 0; page < pc->npages; page++)
-		receive_page(pc, page);
-	TEST_ASSERT_EQ(__set_region(pc->vm, KVM_MEM_GUEST_MEMFD | KVM_MEM_USERFAULT,
-				    pc->size, pc->mem, pc->fd, 0, pc->bitmap), 0);
+	set_flag_after_arrival(pc, pc->npages);
 
 	/* Mapped at 4K while the flag is set, as the proposal maps. */
 	huge = set_userfault_huge_mappings(false);
