@@ -48,7 +48,7 @@ for c in $commits; do
 	n=$((n + 1))
 	name=$(git_tree log -1 --format=%f "$c")
 	file=$(printf '%04d-%s' "$n" "$(printf '%s' "$name" | cut -c1-60 | sed 's/[.-]*$//')").patch
-	added=$(for f in $ours; do [ "${claimer[$f]}" != "$c" ] || echo "$f"; done)
+	claimed=$(for f in $ours; do [ "${claimer[$f]}" != "$c" ] || echo "$f"; done)
 	{
 		echo "From: $(git_tree log -1 --format='%an <%ae>' "$c")"
 		echo "Date: Thu, 1 Jan 2026 00:00:00 +0000"
@@ -56,7 +56,7 @@ for c in $commits; do
 		echo
 		body=$(git_tree log -1 --format=%b "$c" | grep -v '^Overlay:' || true)
 		overlay=
-		[ -z "$added" ] || overlay="Overlay: $(echo $added)"
+		[ -z "$claimed" ] || overlay="Overlay: $(echo $claimed)"
 		# Overlay: goes just before the trailers (Signed-off-by: etc.).
 		printf '%s\n' "$body" | awk -v ov="$overlay" '
 			!done && /^[A-Za-z-]+-by: / { if (ov != "") print ov; done = 1 }
@@ -64,7 +64,7 @@ for c in $commits; do
 			END { if (!done && ov != "") print ov }' | sed -e :a -e '/^\n*$/{$d;N;ba' -e '}'
 		echo "---"
 		# shellcheck disable=SC2046
-		git_tree diff --no-renames "$c~1" "$c" -- . $(for f in $added; do printf ':!%s ' "$f"; done)
+		git_tree diff --no-renames "$c~1" "$c" -- . $(for f in $claimed; do printf ':!%s ' "$f"; done)
 	} >"$new/$file"
 	echo "$file" >>"$new/series.list"
 done
