@@ -202,7 +202,7 @@ series-builds: config
 clean:
 	rm -rf $(OBJ) $(DEBUG_OBJ) $(KSFT) $(HDR) $(BUILD)/check $(BUILD)/check-debug \
 		$(BUILD)/vm $(BUILD)/series $(BUILD)/perf $(BUILD)/obj-series \
-		$(BUILD)/series-builds $(BUILD)/series-headers $(BUILD)/series-selftests
+		$(BUILD)/series-builds $(BUILD)/series-builds.lock $(BUILD)/series-headers $(BUILD)/series-selftests
 
 distclean:
 	rm -rf $(BUILD)

@@ -23,6 +23,11 @@ hdr=$top/build/series-headers
 ksft=$top/build/series-selftests
 jobs=${JOBS:-$(nproc)}
 
+# One run at a time: two share the worktree and the object directory, and
+# each would build over the other's files.
+exec 9>"$top/build/series-builds.lock"
+flock -n 9 || { echo "series-builds: another run holds build/series-builds.lock" >&2; exit 1; }
+
 [ -f "$top/build/obj/.config" ] || { echo "series-builds: no build/obj/.config (run make config)" >&2; exit 1; }
 mapfile -t commits < <(git -C "$src" rev-list --reverse v7.3..overlay)
 [ "${#commits[@]}" -gt 0 ] || { echo "series-builds: no series on v7.3" >&2; exit 1; }
